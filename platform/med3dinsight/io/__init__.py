@@ -1,0 +1,1 @@
+"""Reading raw volumes, the Zarr store, the catalog."""
