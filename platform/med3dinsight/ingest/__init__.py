@@ -1,0 +1,1 @@
+"""The ingest stage: raw volumes to OME-Zarr volumes, a catalog and a dataset fingerprint."""
