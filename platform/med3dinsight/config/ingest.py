@@ -24,7 +24,7 @@ class IntensityConfig:
     def __post_init__(self) -> None:
         lo, hi = _pair("preprocess.intensity.ct_window", self.ct_window)
         if not lo < hi:
-            raise ValueError(f"preprocess.intensity.ct_window must be [low, high] with low < high, got {self.ct_window}")
+            raise ValueError(f"preprocess.intensity.ct_window must be [low, high], low < high; got {self.ct_window}")
         plo, phi = _pair("preprocess.intensity.mr_percentiles", self.mr_percentiles)
         if not 0.0 <= plo < phi <= 100.0:
             raise ValueError(
@@ -49,7 +49,7 @@ class PreprocessConfig:
         code = self.orientation.upper()
         axes = {"L": "x", "R": "x", "P": "y", "A": "y", "S": "z", "I": "z"}
         if len(code) != 3 or any(c not in axes for c in code) or len({axes[c] for c in code}) != 3:
-            raise ValueError(f"preprocess.orientation must be a 3-letter code like LPS or RAS, got {self.orientation!r}")
+            raise ValueError(f"preprocess.orientation must be a 3-letter code like LPS, got {self.orientation!r}")
         self.orientation = code
         if self.target_spacing is not None:
             if len(self.target_spacing) != 3 or any(s <= 0 for s in self.target_spacing):
