@@ -1,0 +1,1 @@
+"""Training losses: partial optimal transport alignment, reconstruction."""
