@@ -43,6 +43,7 @@ def partial_ot_plan(
     max_iter: int = 1000,
     tol: float = 1e-6,
     check_every: int = 10,
+    log: bool = False,
 ) -> Tensor:
     """Entropic partial OT plan, batched, differentiable with respect to `cost`.
 
@@ -56,10 +57,11 @@ def partial_ot_plan(
         tol: stop once the marginal change of the last row and column updates, in L1 and relative to
             `mass`, is below `tol` for every batch item. 0 runs exactly `max_iter` iterations.
         check_every: iterations between convergence checks (each costs a device-to-host sync).
+        log: return log(plan), computed from the potentials: finite where the plan underflows to 0.
 
     Returns:
-        The plan, same shape and dtype as `cost`. Gradients flow to `cost` by implicit differentiation
-        of the optimality conditions; `a`, `b`, `mass` and `eps` are treated as constants.
+        The plan (or its log), same shape and dtype as `cost`. Gradients flow to `cost` by implicit
+        differentiation of the optimality conditions; `a`, `b`, `mass` and `eps` are treated as constants.
 
     Raises:
         ValueError: on a cost that is not 2-D or 3-D, marginals whose shapes do not match the cost or
@@ -88,8 +90,8 @@ def partial_ot_plan(
     if not (isinstance(mass, int | float) and 0 < mass <= limit * (1 + 1e-6)):
         raise ValueError(f"mass must be in (0, min(sum a, sum b)] = (0, {limit:.6g}], got {mass!r}")
     mass = min(float(mass), limit)
-    plan_BNM = _PartialOT.apply(cost_BNM, a_BN, b_BM, mass, float(eps), max_iter, tol, check_every)
-    return plan_BNM[0] if single else plan_BNM
+    out_BNM = _PartialOT.apply(cost_BNM, a_BN, b_BM, mass, float(eps), max_iter, tol, check_every, log)
+    return out_BNM[0] if single else out_BNM
 
 
 def solve_potentials(
@@ -130,22 +132,25 @@ def solve_potentials(
 
 class _PartialOT(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, cost_BNM, a_BN, b_BM, mass, eps, max_iter, tol, check_every):  # type: ignore[override]
+    def forward(ctx, cost_BNM, a_BN, b_BM, mass, eps, max_iter, tol, check_every, log):  # type: ignore[override]
         cost_BNM = cost_BNM.detach()
         f_BN, g_BM, h_B, _ = solve_potentials(cost_BNM, a_BN, b_BM, mass, eps, max_iter, tol, check_every)
-        plan_BNM = torch.exp(f_BN[:, :, None] + g_BM[:, None, :] + h_B[:, None, None] - cost_BNM / eps)
+        logp_BNM = f_BN[:, :, None] + g_BM[:, None, :] + h_B[:, None, None] - cost_BNM / eps
+        plan_BNM = torch.exp(logp_BNM)
         ctx.save_for_backward(plan_BNM, f_BN < 0, g_BM < 0)
-        ctx.eps = eps
-        return plan_BNM
+        ctx.eps, ctx.log = eps, log
+        return logp_BNM if log else plan_BNM
 
     @staticmethod
     def backward(ctx, grad_BNM):  # type: ignore[override]
         plan_BNM, active_BN, active_BM = ctx.saved_tensors
-        grad_cost = implicit_cost_grad(plan_BNM, active_BN, active_BM, grad_BNM) / ctx.eps
-        return grad_cost, None, None, None, None, None, None, None
+        # d log P = dP / P, so P * (grad wrt P) is the incoming gradient itself in log mode.
+        pg_BNM = grad_BNM if ctx.log else plan_BNM * grad_BNM
+        grad_cost = implicit_cost_grad(plan_BNM, active_BN, active_BM, pg_BNM) / ctx.eps
+        return grad_cost, None, None, None, None, None, None, None, None
 
 
-def implicit_cost_grad(plan_BNM: Tensor, active_BN: Tensor, active_BM: Tensor, grad_BNM: Tensor) -> Tensor:
+def implicit_cost_grad(plan_BNM: Tensor, active_BN: Tensor, active_BM: Tensor, pg_BNM: Tensor) -> Tensor:
     """Vector-Jacobian product d<grad, P>/dC for P = exp(F + G + H - C) at the partial-OT fixed point.
 
     With E the map (wF, wG, wH) -> wF_i + wG_j + wH restricted to active rows/columns, the result is
@@ -158,13 +163,13 @@ def implicit_cost_grad(plan_BNM: Tensor, active_BN: Tensor, active_BM: Tensor, g
         plan_BNM: the plan, (B, N, M).
         active_BN: rows whose upper bound is tight (F < 0), bool (B, N).
         active_BM: columns whose upper bound is tight (G < 0), bool (B, M).
-        grad_BNM: incoming gradient with respect to the plan, (B, N, M).
+        pg_BNM: plan * (incoming gradient with respect to the plan), (B, N, M).
 
     Returns:
         Gradient with respect to C = cost / eps, (B, N, M), dtype of the plan.
     """
     p = plan_BNM.double()
-    pg = p * grad_BNM.double()
+    pg = pg_BNM.double()
     mA = active_BN.double()
     all_rows, all_cols = active_BN.all(1), active_BM.all(1)
     mB = active_BM.clone()

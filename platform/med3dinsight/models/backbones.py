@@ -1,0 +1,127 @@
+"""3D encoder-decoder backbones behind one interface, built by config name.
+
+Every backbone is `Backbone(encoder, decoder)`:
+- `encoder(x_BCDHW) -> tokens_BNC` (the part fine-tuning and serving keep), and
+  `encoder.features(x_BCDHW) -> (tokens_BNC, feats)` with whatever the decoder needs (skips);
+- `decoder(feats) -> recon_BCDHW`, the reconstruction of the input.
+
+Shape legend: B batch, C channels (input channels for x and recon, token width for tokens),
+D/H/W voxels, N bottleneck tokens (flattened bottleneck grid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from med3dinsight.config.model import BackboneConfig
+
+
+class Backbone(nn.Module):
+    """Encoder-decoder pair with the bf16-autocast switch applied around both.
+
+    Args:
+        cfg: the backbone config it was built from (kept for export).
+        encoder: module with `forward(x) -> tokens_BNC` and `features(x) -> (tokens_BNC, feats)`.
+        decoder: module with `forward(feats) -> recon_BCDHW`.
+    """
+
+    def __init__(self, cfg: BackboneConfig, encoder: nn.Module, decoder: nn.Module) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder
+        self.decoder = decoder
+
+    @property
+    def token_dim(self) -> int:
+        return self.cfg.token_dim
+
+    def forward(self, x_BCDHW: Tensor) -> tuple[Tensor, Tensor]:
+        """Bottleneck tokens and reconstruction.
+
+        Args:
+            x_BCDHW: volume batch, C = cfg.in_channels, spatial size divisible by the backbone stride.
+
+        Returns:
+            tokens_BNC (float32) and recon_BCDHW (float32, same shape as the input).
+        """
+        with torch.autocast(x_BCDHW.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16_autocast):
+            tokens_BNC, feats = self.encoder.features(x_BCDHW)
+            recon_BCDHW = self.decoder(feats)
+        return tokens_BNC.float(), recon_BCDHW.float()
+
+
+def build_backbone(cfg: BackboneConfig) -> Backbone:
+    """Build the backbone named by `cfg.name` (unet_small, swin_unetr, unetr) with sizes from `cfg`."""
+    if cfg.name == "unet_small":
+        return Backbone(cfg, SmallUNetEncoder(cfg), SmallUNetDecoder(cfg))
+    from med3dinsight.models import monai_backbones  # MONAI is imported only when asked for
+
+    return monai_backbones.build(cfg, Backbone)
+
+
+def maybe_checkpoint(enabled: bool, fn: Callable[..., Tensor], *args: Tensor) -> Tensor:
+    """`fn(*args)`, recomputed in backward when `enabled` and gradients are needed."""
+    if enabled and torch.is_grad_enabled():
+        return checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)
+
+
+def tokens_from_grid(x_BCDHW: Tensor) -> Tensor:
+    """Flatten a feature grid into tokens: (B, C, D, H, W) -> (B, D*H*W, C)."""
+    return x_BCDHW.flatten(2).transpose(1, 2)
+
+
+def _conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv3d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.InstanceNorm3d(c_out, affine=True),
+        nn.LeakyReLU(0.01, inplace=True),
+        nn.Conv3d(c_out, c_out, 3, padding=1, bias=False),
+        nn.InstanceNorm3d(c_out, affine=True),
+        nn.LeakyReLU(0.01, inplace=True),
+    )
+
+
+class SmallUNetEncoder(nn.Module):
+    """Plain 3D U-Net encoder: a full-resolution block, then `num_levels` stride-2 blocks doubling width."""
+
+    def __init__(self, cfg: BackboneConfig) -> None:
+        super().__init__()
+        f = cfg.feature_size
+        self.checkpointing = cfg.gradient_checkpointing
+        self.stem = _conv_block(cfg.in_channels, f)
+        self.downs = nn.ModuleList(_conv_block(f * 2**i, f * 2 ** (i + 1), 2) for i in range(cfg.num_levels))
+
+    def features(self, x_BCDHW: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Tokens of the deepest level, and every level's feature map (full resolution first)."""
+        feats = [maybe_checkpoint(self.checkpointing, self.stem, x_BCDHW)]
+        for down in self.downs:
+            feats.append(maybe_checkpoint(self.checkpointing, down, feats[-1]))
+        return tokens_from_grid(feats[-1]), feats
+
+    def forward(self, x_BCDHW: Tensor) -> Tensor:
+        """Bottleneck tokens (B, N, C) with N = DHW / 8**num_levels and C = feature_size * 2**num_levels."""
+        return self.features(x_BCDHW)[0]
+
+
+class SmallUNetDecoder(nn.Module):
+    """Mirror of `SmallUNetEncoder`: transposed-conv upsampling, skip concatenation, a 1x1 output conv."""
+
+    def __init__(self, cfg: BackboneConfig) -> None:
+        super().__init__()
+        f = cfg.feature_size
+        self.checkpointing = cfg.gradient_checkpointing
+        levels = range(cfg.num_levels, 0, -1)
+        self.ups = nn.ModuleList(nn.ConvTranspose3d(f * 2**i, f * 2 ** (i - 1), 2, stride=2) for i in levels)
+        self.blocks = nn.ModuleList(_conv_block(f * 2**i, f * 2 ** (i - 1)) for i in levels)
+        self.out = nn.Conv3d(f, cfg.in_channels, 1)
+
+    def forward(self, feats: list[Tensor]) -> Tensor:
+        x = feats[-1]
+        for up, block, skip in zip(self.ups, self.blocks, reversed(feats[:-1]), strict=True):
+            x = maybe_checkpoint(self.checkpointing, block, torch.cat([up(x), skip], dim=1))
+        return self.out(x)
