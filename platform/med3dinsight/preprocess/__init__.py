@@ -1,0 +1,1 @@
+"""Preprocessing applied to every volume before it is stored: geometry and intensity policy."""
