@@ -40,7 +40,8 @@ class BackboneConfig:
             raise ValueError(f"model.backbone.in_channels must be >= 1, got {self.in_channels}")
         if len(self.img_size) != 3 or any(s < 1 for s in self.img_size):
             raise ValueError(
-                f"model.backbone.img_size must be 3 positive ints (D, H, W), got {self.img_size}")
+                f"model.backbone.img_size must be 3 positive ints (D, H, W), got {self.img_size}"
+            )
         if self.feature_size < 1:
             raise ValueError(f"model.backbone.feature_size must be >= 1, got {self.feature_size}")
         if self.num_levels < 1:
@@ -53,7 +54,8 @@ class BackboneConfig:
         if self.name == "swin_unetr":
             if self.feature_size % 12:
                 raise ValueError(
-                    f"model.backbone.feature_size must be a multiple of 12, got {self.feature_size}")
+                    f"model.backbone.feature_size must be a multiple of 12, got {self.feature_size}"
+                )
             if len(self.swin_depths) != 4 or len(self.swin_num_heads) != 4:
                 raise ValueError("model.backbone.swin_depths and swin_num_heads need 4 entries (per stage)")
             for i, heads in enumerate(self.swin_num_heads):

@@ -95,7 +95,13 @@ def partial_ot_plan(
 
 
 def solve_potentials(
-    cost_BNM: Tensor, a_BN: Tensor, b_BM: Tensor, mass: float, eps: float, max_iter: int, tol: float,
+    cost_BNM: Tensor,
+    a_BN: Tensor,
+    b_BM: Tensor,
+    mass: float,
+    eps: float,
+    max_iter: int,
+    tol: float,
     check_every: int = 10,
 ) -> tuple[Tensor, Tensor, Tensor, int]:
     """Run the log-domain iterations without autograd (inputs already validated).
@@ -187,8 +193,12 @@ def implicit_cost_grad(plan_BNM: Tensor, active_BN: Tensor, active_BM: Tensor, p
     y_BKK[:, m, :m] = y_BKK[:, :m, m]
     y_BKK[:, m, m] = tot_B * mH
     s_BKK = y_BKK - q_BNK.transpose(1, 2) @ (d_BN[:, :, None] * q_BNK)
+    # At small eps the plan's support splits into blocks (entries underflow to 0) and every fully
+    # active block adds a gauge direction: S is singular, but such directions change P * (E w) by ~0,
+    # so a tiny ridge that pins them costs no accuracy.
+    ridge_B = 1e-12 * s_BKK.diagonal(dim1=1, dim2=2).abs().mean(1).clamp_min(1e-300)
     fixed_BK = torch.cat([1 - mB, 1 - mH[:, None]], dim=1)
-    s_BKK = s_BKK + torch.diag_embed(fixed_BK)
+    s_BKK = s_BKK + torch.diag_embed(fixed_BK + ridge_B[:, None])
     rhs_f = pg.sum(2) * mA
     rhs_BK = torch.cat([pg.sum(1) * mB, (pg.sum((1, 2)) * mH)[:, None]], dim=1)
     rhs_BK = rhs_BK - (q_BNK.transpose(1, 2) @ (d_BN * rhs_f)[:, :, None])[:, :, 0]
