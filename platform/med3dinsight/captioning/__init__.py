@@ -1,0 +1,1 @@
+"""The caption stage: tri-planar slices -> 2D-MLLM captions -> frozen 2D image and text embeddings."""
