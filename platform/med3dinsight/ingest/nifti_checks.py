@@ -45,21 +45,28 @@ def check_nifti_header(path: str) -> NiftiLayout:
         The voxel layout, used by `scan_nifti_data`.
 
     Raises:
-        VolumeRejected: UNREADABLE (not a NIfTI header), NON_ORTHONORMAL_DIRECTION (sform with shear).
+        VolumeRejected: UNREADABLE (not a NIfTI header), NOT_3D (4D, 2D, complex or RGB voxels),
+            NON_ORTHONORMAL_DIRECTION (sform with shear).
     """
     try:
-        header = nib.load(path).header
+        image = nib.load(path)
+        header = image.header
     except Exception as e:  # nibabel raises many types for a bad header; all mean "cannot parse"
         raise VolumeRejected(Reason.UNREADABLE, f"{path}: not a readable NIfTI header ({e})") from None
+    ndim = int(header["dim"][0])
+    shape = [int(d) for d in header["dim"][1 : ndim + 1]]
+    dtype = header.get_data_dtype()
+    if ndim < 3 or any(n != 1 for n in shape[3:]) or dtype.kind == "c" or dtype.fields is not None:
+        raise VolumeRejected(Reason.NOT_3D, f"{path}: {ndim}D image of shape {shape}, voxel type {dtype}")
     if int(header["sform_code"]) > 0:
         # ITK prefers the sform; nibabel's qform is orthonormal by construction.
         matrix = np.asarray(header.get_sform(), dtype=np.float64)[:3, :3]
         with np.errstate(divide="ignore", invalid="ignore"):
             direction = matrix / np.linalg.norm(matrix, axis=0)
         check_orthonormal(direction.ravel().tolist(), f"{path} (sform)")
-    ndim = int(header["dim"][0])
-    num_voxels = int(np.prod([int(d) for d in header["dim"][1 : ndim + 1]], dtype=np.int64))
-    return NiftiLayout(int(header["vox_offset"]), num_voxels, header.get_data_dtype())
+    num_voxels = int(np.prod(shape, dtype=np.int64))
+    # nibabel zeroes the in-memory vox_offset of loaded NIfTI-2 headers; the array proxy has the real one.
+    return NiftiLayout(int(image.dataobj.offset), num_voxels, dtype)
 
 
 def scan_nifti_data(path: str, layout: NiftiLayout) -> None:

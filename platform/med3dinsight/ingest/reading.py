@@ -15,6 +15,7 @@ import SimpleITK as sitk
 
 from med3dinsight.ingest import nifti_checks, raw_checks
 from med3dinsight.ingest.dicom_series import scan_dicom_series
+from med3dinsight.ingest.nifti_fallback import nifti_geometry_lps, read_nifti_with_nibabel
 from med3dinsight.ingest.reasons import Reason, VolumeRejected, check_header_shape, validate_image
 from med3dinsight.io.sources import Source
 from med3dinsight.preprocess.geometry import reoriented_size_spacing, resampled_size
@@ -108,7 +109,7 @@ def read_checked_image(
         VolumeRejected: any reason code of `Reason` that applies to reading.
     """
     path = files[0]
-    layout = None
+    layout, via_nibabel = None, False
     if kind == "dicom":
         series = scan_dicom_series(files, name)
         files = series.files
@@ -119,14 +120,21 @@ def read_checked_image(
         header = ImageHeader(header.size, header.spacing, header.origin, header.direction, series.modality)
     else:
         layout = nifti_checks.check_nifti_header(path) if nifti_checks.is_nifti(path) else None
-        header = _header_from_sitk(path, name)
+        try:
+            header = _header_from_sitk(path, name)
+        except VolumeRejected as e:
+            if layout is None or e.reason != Reason.UNKNOWN_FORMAT:
+                raise
+            size, spacing, origin, direction = nifti_geometry_lps(path)
+            check_header_shape(len(size), size, 1, name)
+            header, via_nibabel = ImageHeader(size[:3], tuple(spacing), tuple(origin), tuple(direction)), True
     _check_memory_budget(header, orientation, target_spacing, memory_budget_mb, name)
     if kind == "file":
         if layout is not None:
             nifti_checks.scan_nifti_data(path, layout)
         elif raw_checks.is_metaimage(path) or raw_checks.is_nrrd(path):
             raw_checks.check_raw_size(path)
-    image = _read_pixels(files, kind, name)
+    image = read_nifti_with_nibabel(path) if via_nibabel else _read_pixels(files, kind, name)
     if image.GetDimension() == 4:  # a 4D header with one frame (checked above): keep the 3D volume
         image = sitk.Extract(image, [*image.GetSize()[:3], 0], [0, 0, 0, 0])
     validate_image(image, name, is_label=is_label)
