@@ -90,7 +90,7 @@ def _unit_grid(shape_zyx: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.nda
     if len(shape_zyx) != 3 or any(n < 2 for n in shape_zyx):
         raise ValueError(f"shape_zyx must be 3 sizes >= 2, got {shape_zyx}")
     axes = [np.linspace(-1.0, 1.0, n) for n in shape_zyx]
-    return tuple(np.meshgrid(*axes, indexing="ij"))  # type: ignore[return-value]
+    return tuple(np.meshgrid(*axes, indexing="ij", sparse=True))  # type: ignore[return-value]
 
 
 def _ellipsoid(z: np.ndarray, y: np.ndarray, x: np.ndarray, centre: Sequence[float],
