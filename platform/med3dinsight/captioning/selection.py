@@ -1,0 +1,71 @@
+"""Which volumes a caption run covers, and which of them still have slices to caption (driver side)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from med3dinsight.captioning.slicing import sample_slices
+from med3dinsight.config.caption import CaptionConfig
+from med3dinsight.io.catalog import read_catalog
+from med3dinsight.io.store import Store
+from med3dinsight.io.volume_reader import VolumeNotFoundError, open_volume
+
+
+@dataclass(frozen=True, slots=True)
+class VolumePlan:
+    """A stored volume to caption and, when it can be known from its header, its slice keys."""
+
+    volume_id: str
+    keys: frozenset[tuple[str, int]] | None
+    """(plane, slice_index) the run will caption; None when the strategy needs the voxels (foreground)."""
+
+    def pending(self, done: set[tuple[str, int]]) -> bool:
+        """True when some slice is not captioned yet (always True when the keys are unknown)."""
+        return self.keys is None or not self.keys <= done
+
+
+def select_volumes(store: Store, cfg: CaptionConfig) -> tuple[list[VolumePlan], list[str]]:
+    """The volumes to caption (catalog order) and one message per volume skipped.
+
+    Skipped: volumes ingest rejected, catalog rows whose volume is missing or incomplete in the store, and
+    ids in `cfg.volumes` that the catalog does not know.
+
+    Raises:
+        ValueError: the store has no catalog (run ingest first).
+    """
+    catalog = read_catalog(store)
+    if not catalog:
+        raise ValueError(f"store {store.root} has no catalog/volumes.parquet: run the ingest stage first")
+    wanted = set(cfg.volumes)
+    rows = [r for r in catalog if not wanted or r["volume_id"] in wanted]
+    skipped = [f"{v}: not in the catalog" for v in sorted(wanted - {r["volume_id"] for r in catalog})]
+    plans: list[VolumePlan] = []
+    seen: set[str] = set()
+    for row in rows:
+        volume_id = row["volume_id"]
+        if row["status"] != "ok":
+            skipped.append(f"{row['source']}: rejected by ingest ({row['reason']}: {(row['message'] or '')[:200]})")
+            continue
+        if volume_id in seen:  # two sources with identical content share one volume
+            continue
+        seen.add(volume_id)
+        try:
+            volume = open_volume(store, volume_id)
+        except VolumeNotFoundError as e:
+            skipped.append(f"{row['source']}: {e}")
+            continue
+        plans.append(VolumePlan(volume_id, _planned_keys(volume.shape, volume.direction, volume_id, cfg)))
+    return plans, skipped
+
+
+def _planned_keys(
+    shape_zyx: tuple[int, int, int], direction: tuple[float, ...], volume_id: str, cfg: CaptionConfig
+) -> frozenset[tuple[str, int]] | None:
+    if cfg.slices.strategy == "foreground":
+        return None
+    shape_only = np.broadcast_to(np.zeros((), np.int8), shape_zyx)  # uniform/random read only the shape
+    refs = sample_slices(shape_only, direction, volume_id, cfg.slices.planes, cfg.slices.slices_per_plane,
+                         cfg.slices.strategy, cfg.slices.seed)  # fmt: skip
+    return frozenset((r.plane, r.slice_index) for r in refs)
