@@ -111,9 +111,14 @@ def ingest_volume(source: Source, cfg: IngestConfig, store: Store, is_label: boo
             if stored is not None:
                 return row_from_attrs(stored, source, path, skipped=True)
             pp = cfg.preprocess
-            image, header = read_checked_image(
-                files, source.kind, source.uri, pp.orientation, pp.target_spacing, cfg.memory_budget_mb, is_label
-            )
+            try:
+                image, header = read_checked_image(
+                    files, source.kind, source.uri, pp.orientation, pp.target_spacing, cfg.memory_budget_mb, is_label
+                )
+            except VolumeRejected:
+                raise
+            except Exception as e:  # a header field no check foresaw (e.g. a non-numeric size): still bad input
+                raise VolumeRejected(Reason.UNREADABLE, f"{source.uri}: {type(e).__name__}: {e}") from e
             try:
                 voxels, attrs = _process(image, header, cfg, is_label, source.uri)
             except VolumeRejected:

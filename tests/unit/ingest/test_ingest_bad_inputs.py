@@ -240,3 +240,12 @@ def test_header_and_image_validators_directly():
 def test_reason_codes_are_stable_strings():
     assert Reason.TRUNCATED == "TRUNCATED" and str(Reason.DICOM_GANTRY_TILT) == "DICOM_GANTRY_TILT"
     assert all(code.value == code.name for code in Reason)
+
+
+def test_malformed_header_value_is_unreadable_not_a_crash(tmp_path, store):
+    path = tmp_path / "odd.mha"
+    write_image(sitk.GetImageFromArray(_volume()), path)
+    path.write_bytes(path.read_bytes().replace(b"DimSize = 8 10 12", b"DimSize = 8 ten 12"))
+    row = ingest_volume(file_source(path), make_cfg(), store)
+    assert row["status"] == "rejected" and row["reason"] in (Reason.UNREADABLE, Reason.UNKNOWN_FORMAT)
+    assert str(path) in row["message"]
