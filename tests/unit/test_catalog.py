@@ -37,9 +37,10 @@ def test_merge_replaces_rows_of_the_same_source() -> None:
 
 
 def test_fingerprint() -> None:
-    rows = [row("a", spacing=(0.8, 0.8, 5.0)), row("b", spacing=(0.7, 0.7, 3.0)), row("c", status="rejected")]
+    rows = [row("a", spacing=(0.8, 0.8, 5.0)), row("b", spacing=(0.7, 0.7, 3.0)), row("c", status="rejected"),
+            row("a_label", spacing=(9.0, 9.0, 9.0), is_label=True)]
     fp = compute_fingerprint(rows)
-    assert (fp["num_ok"], fp["num_rejected"]) == (2, 1)
+    assert (fp["num_ok"], fp["num_rejected"], fp["num_label_maps"]) == (3, 1, 1)
     ct = fp["modalities"]["CT"]
     assert ct["spacing_median"] == pytest.approx([0.75, 0.75, 4.0])
     assert ct["anisotropic"] and ct["anisotropy_ratio"] == pytest.approx(4.0 / 0.75)

@@ -56,7 +56,7 @@ def test_shipped_configs_load() -> None:
     cfg = load_config(
         IngestConfig, [ROOT / "configs/ingest.yaml", ROOT / "configs/quickstart/ingest.yaml"], ["input=x"]
     )
-    assert cfg.zarr.chunk == [64, 64, 64]
+    assert cfg.preprocess.target_spacing == [1.5, 1.5, 1.5]
 
 
 def test_entry_point_exits_2_naming_the_key() -> None:

@@ -64,11 +64,11 @@ class PreprocessConfig:
 class ZarrConfig:
     """How volumes are laid out in the store (defaults chosen by bench/ingest.py)."""
 
-    chunk: list[int] = field(default_factory=lambda: [128, 128, 128])
+    chunk: list[int] = field(default_factory=lambda: [64, 64, 64])
     """Chunk shape (z, y, x) of every pyramid level (clipped to the level's shape)."""
     codec: str = "blosc-zstd"
     """blosc-zstd and blosc-lz4 use byte shuffle; zstd is plain; none stores raw bytes."""
-    clevel: int = 3
+    clevel: int = 5
     levels: int = 3
     """Pyramid levels, each 2x downsampled in every axis (stops early once an axis would drop below 8)."""
 

@@ -15,20 +15,22 @@ def compute_fingerprint(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Summarise the `ok` catalog rows.
 
     Args:
-        rows: catalog rows (see med3dinsight.io.catalog); rejected rows only feed the counts.
+        rows: catalog rows (see med3dinsight.io.catalog); rejected rows only feed the counts, label maps
+            only `num_label_maps` (their intensities are label ids).
 
     Returns:
         A JSON-able dict: counts, and per modality the median/min/max spacing (x, y, z mm) and shape
         (z, y, x), an anisotropy flag, and intensity statistics aggregated over volumes.
     """
-    ok = [r for r in rows if r["status"] == "ok"]
+    ok = [r for r in rows if r["status"] == "ok" and not r.get("is_label")]
     by_modality: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in ok:
         by_modality[r["modality"] or "unknown"].append(r)
     return {
         "num_volumes": len(rows),
-        "num_ok": len(ok),
-        "num_rejected": len(rows) - len(ok),
+        "num_ok": sum(r["status"] == "ok" for r in rows),
+        "num_rejected": sum(r["status"] != "ok" for r in rows),
+        "num_label_maps": sum(r["status"] == "ok" and bool(r.get("is_label")) for r in rows),
         "modalities": {m: _summary(rs) for m, rs in sorted(by_modality.items())},
     }
 

@@ -83,6 +83,7 @@ def ingest_one(source: Source, cfg: IngestConfig, store: Store) -> dict[str, Any
     """`ingest_volume`, turning an unexpected exception into a rejected row so the job goes on."""
     from med3dinsight.ingest.volume import ingest_volume
 
+    limit_threads(max(1, int(cfg.num_cpus_per_task)))
     try:
         return ingest_volume(source, cfg, store)
     except Exception as e:  # a bug must not stop the other volumes; the row carries the traceback
@@ -91,6 +92,19 @@ def ingest_one(source: Source, cfg: IngestConfig, store: Store) -> dict[str, Any
             "volume_id": None, "source": source.uri, "status": "rejected", "reason": "INTERNAL_ERROR",
             "message": f"{source.uri}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}",
         }
+
+
+def limit_threads(num_threads: int) -> None:
+    """Make SimpleITK filters and Blosc use the CPUs Ray reserved for this task, no more.
+
+    Both default to every core; with one task per core that oversubscribes the node, and parallelism
+    across volumes beats parallelism inside one.
+    """
+    import numcodecs.blosc
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(num_threads)
+    numcodecs.blosc.set_nthreads(num_threads)
 
 
 def summarize(rows: list[dict[str, Any]], max_failure_ratio: float) -> IngestSummary:

@@ -21,6 +21,7 @@ CATALOG_SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("message", pa.string()),
         ("modality", pa.string()),
+        ("is_label", pa.bool_()),
         ("shape", pa.list_(pa.int64())),
         ("spacing", _F64_LIST),
         ("origin", _F64_LIST),

@@ -17,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 import zarr
 
+from med3dinsight.io.chunk_cache import DEFAULT_CHUNK_CACHE, ChunkCache, read_box
 from med3dinsight.io.ome_zarr_writer import NAMESPACE, read_volume_attrs
 from med3dinsight.io.store import Store
 
@@ -25,8 +26,13 @@ class VolumeNotFoundError(FileNotFoundError):
     """No complete volume with this id in the store (absent, or an interrupted write)."""
 
 
-def open_volume(store: Store, volume_id: str) -> ZarrVolume:
+def open_volume(store: Store, volume_id: str, cache: ChunkCache | None = DEFAULT_CHUNK_CACHE) -> ZarrVolume:
     """Open the published volume `volume_id` of `store`.
+
+    Args:
+        store: the store.
+        volume_id: a volume id from the catalog.
+        cache: decoded-chunk cache for crops (default: the process-wide one; None reads straight through).
 
     Raises:
         VolumeNotFoundError: the volume does not exist, or exists without its completion marker.
@@ -40,7 +46,7 @@ def open_volume(store: Store, volume_id: str) -> ZarrVolume:
             )
         raise VolumeNotFoundError(f"volume {volume_id!r} does not exist in {store.root}")
     group = zarr.open_group(store.zarr_store(path, read_only=True), mode="r", zarr_format=3)
-    return ZarrVolume(group, path)
+    return ZarrVolume(group, path, cache)
 
 
 class ZarrVolume:
@@ -48,12 +54,14 @@ class ZarrVolume:
 
     Args:
         group: the opened root group of `<volume_id>.ome.zarr`.
-        path: its location, for messages.
+        path: its location, for messages and as the cache key.
+        cache: decoded-chunk cache used by `read_crop`, or None.
     """
 
-    def __init__(self, group: zarr.Group, path: str) -> None:
+    def __init__(self, group: zarr.Group, path: str, cache: ChunkCache | None = None) -> None:
         self.group = group
         self.path = path
+        self.cache = cache
         self.attrs: dict[str, Any] = dict(group.attrs[NAMESPACE])
         datasets = group.attrs["ome"]["multiscales"][0]["datasets"]
         self._level_paths = [d["path"] for d in datasets]
@@ -131,7 +139,7 @@ class ZarrVolume:
     ) -> np.ndarray:
         """Voxels [start, start + size) of a level; parts outside the volume are `fill_value`.
 
-        Only the chunks that intersect the crop are read.
+        Only the chunks that intersect the crop are read, through the decoded-chunk cache.
 
         Args:
             start_zyx: first voxel (z, y, x); may be negative.
@@ -151,12 +159,12 @@ class ZarrVolume:
         high = np.minimum(stop, array.shape)
         inside = bool(np.all(high > low))
         if inside and np.array_equal(low, start) and np.array_equal(high, stop):
-            return array[tuple(slice(a, b) for a, b in zip(low, high, strict=True))]
+            return read_box(array, low, high, self.cache, (self.path, level))
         fill = self.background if fill_value is None else fill_value
         crop = np.full(tuple(int(s) for s in size_zyx), fill, dtype=array.dtype)
         if inside:
             target = tuple(slice(a - s, b - s) for a, b, s in zip(low, high, start, strict=True))
-            crop[target] = array[tuple(slice(a, b) for a, b in zip(low, high, strict=True))]
+            crop[target] = read_box(array, low, high, self.cache, (self.path, level))
         return crop
 
     def read_crop_physical(
