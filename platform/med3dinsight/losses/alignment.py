@@ -46,12 +46,17 @@ class WeightedCost(nn.Module):
                 f"got {tuple(y_NE.shape)} and {tuple(x_ME.shape)}"
             )
         w_E = self.log_w.exp()
-        y_NE, x_ME = F.normalize(y_NE.float(), dim=1), F.normalize(x_ME.float(), dim=1)
-        # expanded form: (N, M, E) differences would not fit for large global batches
-        cost_NM = (y_NE.square() @ w_E)[:, None] + (x_ME.square() @ w_E)[None, :] - 2 * (y_NE * w_E) @ x_ME.T
-        cost_NM = cost_NM.clamp_min(0.0)
-        if not self.squared:
-            cost_NM = cost_NM.clamp_min(1e-12).sqrt()
+        dtype = torch.promote_types(torch.promote_types(y_NE.dtype, x_ME.dtype), w_E.dtype)
+        # full precision even inside a bf16 autocast region: the cost is divided by eps = 0.03 next
+        with torch.autocast(y_NE.device.type, enabled=False):
+            y_NE, x_ME = F.normalize(y_NE.to(dtype), dim=1), F.normalize(x_ME.to(dtype), dim=1)
+            # expanded form: (N, M, E) differences would not fit for large global batches
+            cost_NM = (
+                (y_NE.square() @ w_E)[:, None] + (x_ME.square() @ w_E)[None, :] - 2 * (y_NE * w_E) @ x_ME.T
+            )
+            cost_NM = cost_NM.clamp_min(0.0)
+            if not self.squared:
+                cost_NM = cost_NM.clamp_min(1e-12).sqrt()
         return cost_NM / cost_NM.max().clamp_min(1e-12)
 
 

@@ -146,6 +146,9 @@ def load_encoder(export_dir: str | Path, device: str | torch.device = "cpu") -> 
 
 def _load(module: nn.Module, tensors: dict[str, Tensor], prefix: str, d: Path) -> None:
     state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{d / WEIGHTS} does not match {RECORD}: missing {missing}, unexpected {unexpected}")
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != expected:
+        diff = sorted(k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k))
+        raise ValueError(f"{d / WEIGHTS} does not match {RECORD} ({prefix}*): differing tensors {diff[:5]}")
+    module.load_state_dict(state)

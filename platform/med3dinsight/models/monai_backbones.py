@@ -110,6 +110,9 @@ class UNETREncoder(nn.Module):
         self.checkpointing = checkpointing
         self.feat_size = tuple(net.feat_size)
         self.hidden_size = net.hidden_size
+        for blk in self.vit.blocks:  # MONAI allocates these even without cross-attention; DDP rejects
+            if not getattr(blk, "with_cross_attention", False) and hasattr(blk, "norm_cross_attn"):
+                blk.norm_cross_attn.requires_grad_(False)  # parameters that never get a gradient
 
     def _vit(self, x_BCDHW: Tensor) -> tuple[Tensor, list[Tensor]]:
         x_BNC = self.vit.patch_embedding(x_BCDHW)

@@ -34,10 +34,11 @@ CASES = [
 def test_plan_matches_pot(n, m, mass, eps):
     cost, a, b = _problem(n, m)
     ref = ot.partial.entropic_partial_wasserstein(a, b, cost, reg=eps, m=mass, numItermax=3000)
-    converged = partial_ot_plan(cost, mass, eps, tol=1e-12, max_iter=20000)
-    assert _rel_l1(converged, ref) <= 1e-5
+    for schedule in ("joint", "pot"):
+        converged = partial_ot_plan(cost, mass, eps, tol=1e-12, max_iter=20000, schedule=schedule)
+        assert _rel_l1(converged, ref) <= 1e-5
     # the same iterations as POT's default 1000 give the same plan, converged or not
-    same_iters = partial_ot_plan(cost, mass, eps, tol=0.0, max_iter=1000)
+    same_iters = partial_ot_plan(cost, mass, eps, tol=0.0, max_iter=1000, schedule="pot")
     pot_default = ot.partial.entropic_partial_wasserstein(a, b, cost, reg=eps, m=mass)
     assert _rel_l1(same_iters, pot_default) <= 1e-10
 
@@ -110,6 +111,7 @@ def test_gradient_matches_pot_autograd():
         (dict(eps=0.0), "eps must be"),
         (dict(eps=-0.1), "eps must be"),
         (dict(max_iter=0), "max_iter"),
+        (dict(schedule="sinkhorn"), "schedule"),
     ],
 )
 def test_value_errors(kwargs, match):
