@@ -42,7 +42,7 @@ def caption_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
 def caption_config(store: Path, models: dict[str, Path], *extra: str) -> CaptionConfig:
     return load_config(CaptionConfig, overrides=[
         f"store={store}", "run=test", f"slices.planes=[{','.join(PLANES)}]", f"slices.slices_per_plane={PER_PLANE}",
-        "slices.strategy=uniform", "render.image_size=48", f"captioner.model={models['vlm']}",
+        "slices.strategy=foreground", "render.image_size=48", f"captioner.model={models['vlm']}",
         "captioner.max_new_tokens=6", "captioner.batch_size=4", "captioner.num_gpus=0", "captioner.num_cpus=0.5",
         f"embedder.image.model={models['clip']}", f"embedder.text.model={models['clip']}", "embedder.num_cpus=0.5",
         "render_num_cpus=0.5", "write_batch_size=4", "gallery.thumbnail_size=32", *extra])  # fmt: skip
@@ -90,8 +90,10 @@ def test_caption_stage_rows_rerun_and_resume(local_ray: None, caption_store: tup
     assert all(f'class="flag {r["quality"]}"' in gallery for r in rows)
     assert (run_dir / "config.yaml").is_file() and "captioner" in (run_dir / "config.yaml").read_text()
 
+    plans = sorted((run_dir / "plans").glob("*.json"))
+    assert len(plans) == 3, "foreground plans are recorded so that a rerun knows them without the voxels"
     again = run_caption(cfg)
-    assert (again.generated, again.total_rows) == (0, 18), "a rerun must not regenerate finished rows"
+    assert (again.generated, again.pending_volumes, again.total_rows) == (0, 0, 18), "a rerun does nothing"
     assert pq.read_table(run_dir / "captions.parquet").drop(["row"]).equals(table.drop(["row"]))
 
     # A crash: one part file lost, one batch's generations failed, a half-written temp file left behind.

@@ -5,6 +5,7 @@ Every encoder returns float32 arrays (N, D); `image_width` / `text_width` give D
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -165,4 +166,7 @@ def embedding_widths(embedder: SliceEmbedder) -> tuple[int, int]:
 def embedder_record(cfg: EmbedderConfig) -> dict[str, Any]:
     """Encoder ids recorded with a run (widths are added once measured); `embedder_id` hashes them."""
     record = {"image_encoder": encoder_id(cfg.image), "text_encoder": encoder_id(cfg.text), "normalize": cfg.normalize}
-    return {**record, "embedder_id": short_hash(repr(sorted(record.items())))}
+    # Local folders count by content (the part after '#'), not by where they are mounted.
+    key = [record["image_encoder"].split(":", 1)[0], record["image_encoder"].rsplit("#", 1)[-1],
+           record["text_encoder"].split(":", 1)[0], record["text_encoder"].rsplit("#", 1)[-1], cfg.normalize]
+    return {**record, "embedder_id": short_hash(json.dumps(key))}

@@ -47,7 +47,9 @@ def captioner_record(cfg: CaptionerConfig, render: RenderConfig) -> dict[str, An
     """
     identity = model_identity(cfg.model, cfg.revision)
     settings = generation_settings(cfg)
-    key = json.dumps([identity, settings, cfg.seed, render_settings(render)], sort_keys=True)
+    # A local folder is identified by its content, so moving it (another mount on the cluster) keeps the rows.
+    model_key = identity["model_hash"] or [identity["model"], identity["revision"]]
+    key = json.dumps([model_key, settings, cfg.seed, render_settings(render)], sort_keys=True)
     return {**identity, "generation": json.dumps(settings, sort_keys=True), "seed": cfg.seed,
             "captioner_id": short_hash(key)}  # fmt: skip
 

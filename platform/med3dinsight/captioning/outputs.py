@@ -7,6 +7,8 @@
     captions/<run>/text_embeddings.npy          float32 (N, D_text)
     captions/<run>/embeddings.json              encoder ids, widths, N
     captions/<run>/run.json                     the embedder of this run (a run never mixes two)
+    captions/<run>/plans/<volume_id>.<slices_id>.json  planned (plane, slice_index) of a volume (so that a
+                                                rerun of the foreground strategy knows them without the voxels)
     captions/<run>/config.yaml, gallery.html
 
 A crash loses at most the batches in flight; a rerun skips the keys that have an error-free row.
@@ -150,6 +152,24 @@ def consolidate(paths: RunPaths, encoders: dict[str, Any]) -> list[dict[str, Any
     meta = {**encoders, "image_width": widths[0], "text_width": widths[1], "num_rows": len(rows)}
     atomic_write(store, paths.path("embeddings.json"), json.dumps(meta, indent=2, sort_keys=True).encode())
     return rows
+
+
+def plan_path(paths: RunPaths, volume_id: str, slices_id: str) -> str:
+    return paths.path("plans", f"{volume_id}.{slices_id}.json")
+
+
+def write_plan(paths: RunPaths, volume_id: str, slices_id: str, keys: list[tuple[str, int]]) -> None:
+    """Record the planned (plane, slice_index) of a volume under a slicing config id."""
+    atomic_write(paths.store, plan_path(paths, volume_id, slices_id), json.dumps(sorted(keys)).encode())
+
+
+def read_plan(paths: RunPaths, volume_id: str, slices_id: str) -> frozenset[tuple[str, int]] | None:
+    """The recorded plan, or None when this volume was never planned with this slicing config."""
+    path = plan_path(paths, volume_id, slices_id)
+    if not paths.store.exists(path):
+        return None
+    with paths.store.fs.open(path, "r") as f:
+        return frozenset((plane, int(index)) for plane, index in json.load(f))
 
 
 def check_run_embedder(paths: RunPaths, record: dict[str, Any]) -> None:

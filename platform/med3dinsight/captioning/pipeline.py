@@ -22,11 +22,18 @@ from med3dinsight.captioning.embedders import EmbedActor, embedder_record
 from med3dinsight.captioning.gallery import gallery_html
 from med3dinsight.captioning.generation import captioner_record, prompt_id
 from med3dinsight.captioning.hf_captioner import CaptionActor
-from med3dinsight.captioning.outputs import RunPaths, atomic_write, check_run_embedder, consolidate, finished_keys
+from med3dinsight.captioning.outputs import (
+    RunPaths,
+    atomic_write,
+    check_run_embedder,
+    consolidate,
+    finished_keys,
+    write_plan,
+)
 from med3dinsight.captioning.outputs import write_part as publish_part
 from med3dinsight.captioning.preflight import preflight
 from med3dinsight.captioning.quality import quality_flag
-from med3dinsight.captioning.selection import select_volumes
+from med3dinsight.captioning.selection import select_volumes, slices_id
 from med3dinsight.captioning.volume_slices import render_volume_slices
 from med3dinsight.config import config_to_dict, load_config, save_config
 from med3dinsight.config.caption import CaptionConfig, QualityConfig
@@ -41,6 +48,8 @@ class CaptionSummary:
 
     run_dir: str
     volumes: int = 0
+    pending_volumes: int = 0
+    """Volumes this run sent through the pipeline (0: everything was already captioned, no model loaded)."""
     skipped: list[str] = field(default_factory=list)
     """One message per volume that was not captioned (rejected by ingest, missing, ...)."""
     generated: int = 0
@@ -102,8 +111,8 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
         page = gallery_html(rows, f"captions/{cfg.run}", cfg.gallery.max_slices)
         atomic_write(store, paths.path("gallery.html"), page.encode())
     return CaptionSummary(
-        run_dir=paths.path(), volumes=len(volumes), skipped=skipped, generated=len(results),
-        failed=sum(r["error"] is not None for r in results), total_rows=len(rows),
+        run_dir=paths.path(), volumes=len(volumes), pending_volumes=len(pending), skipped=skipped,
+        generated=len(results), failed=sum(r["error"] is not None for r in results), total_rows=len(rows),
         quality=dict(Counter(r["quality"] for r in rows)),
     )  # fmt: skip
 
@@ -140,7 +149,10 @@ def _accelerator(accelerator_type: str | None) -> dict[str, Any]:
 def _render_item(item: dict[str, Any], cfg_dict: dict[str, Any], store: Store) -> list[dict[str, Any]]:
     cfg = load_config(CaptionConfig, data=cfg_dict)
     done = {(plane, int(index)) for plane, index in json.loads(item["done"])}
-    return render_volume_slices(store, item["volume_id"], cfg, done)
+    planned, rows = render_volume_slices(store, item["volume_id"], cfg, done)
+    if cfg.slices.strategy == "foreground":
+        write_plan(RunPaths(store, cfg.run), item["volume_id"], slices_id(cfg), planned)
+    return rows
 
 
 def _write_batch(

@@ -11,6 +11,7 @@ from typing import Any
 from med3dinsight.captioning.model_source import is_local, resolve_model
 from med3dinsight.config import ConfigError
 from med3dinsight.config.caption import CaptionConfig
+from med3dinsight.io.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def preflight(cfg: CaptionConfig) -> None:
     Raises:
         ConfigError: a local model folder that does not exist; `render.image_size` smaller than the input
             size of the captioner's or the image encoder's vision tower (the processor would upsample and
-            invent detail); an optional backend whose extra is not installed.
+            invent detail); a store without an ingest catalog; an optional backend whose extra is not installed.
     """
     models = [
         ("captioner.model", cfg.captioner.model, cfg.captioner.revision, True),
@@ -70,6 +71,9 @@ def preflight(cfg: CaptionConfig) -> None:
                     f"render.image_size={cfg.render.image_size} is smaller than the {size}px input of {key} "
                     f"{model!r}; render at least {size}px"
                 )
+    store = Store(cfg.store, cfg.store_options)
+    if not store.exists(store.catalog_path):
+        raise ConfigError(f"store={cfg.store!r} has no {store.catalog_path}: run the ingest stage into it first")
     extras = [("vllm", cfg.captioner.backend == "vllm", "captioner.backend=vllm", "vllm")]
     uses_open_clip = "open_clip" in (cfg.embedder.image.backend, cfg.embedder.text.backend)
     extras.append(("open_clip", uses_open_clip, "embedder.*.backend=open_clip", "open_clip_torch"))

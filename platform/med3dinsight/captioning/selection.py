@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 
+from med3dinsight.captioning.model_source import short_hash
+from med3dinsight.captioning.outputs import RunPaths, read_plan
 from med3dinsight.captioning.slicing import sample_slices
+from med3dinsight.config import config_to_dict
 from med3dinsight.config.caption import CaptionConfig
 from med3dinsight.io.catalog import read_catalog
 from med3dinsight.io.store import Store
@@ -56,8 +60,16 @@ def select_volumes(store: Store, cfg: CaptionConfig) -> tuple[list[VolumePlan], 
         except VolumeNotFoundError as e:
             skipped.append(f"{row['source']}: {e}")
             continue
-        plans.append(VolumePlan(volume_id, _planned_keys(volume.shape, volume.direction, volume_id, cfg)))
+        keys = _planned_keys(volume.shape, volume.direction, volume_id, cfg)
+        if keys is None:  # foreground: known only once a render task has read the voxels
+            keys = read_plan(RunPaths(store, cfg.run), volume_id, slices_id(cfg))
+        plans.append(VolumePlan(volume_id, keys))
     return plans, skipped
+
+
+def slices_id(cfg: CaptionConfig) -> str:
+    """Hash of the slicing settings: a recorded plan is valid only for the settings it was made with."""
+    return short_hash(json.dumps(config_to_dict(cfg.slices), sort_keys=True))
 
 
 def _planned_keys(

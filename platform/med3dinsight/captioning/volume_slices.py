@@ -29,8 +29,8 @@ def foreground_threshold(modality: str | None, cfg: CaptionConfig) -> float:
 
 def render_volume_slices(
     store: Store, volume_id: str, cfg: CaptionConfig, done: set[tuple[str, int]] | None = None
-) -> list[dict[str, Any]]:
-    """The slices of one stored volume still to caption, rendered.
+) -> tuple[list[tuple[str, int]], list[dict[str, Any]]]:
+    """The planned slices of one stored volume, and those still to caption, rendered.
 
     Args:
         store: the store holding volumes/<volume_id>.ome.zarr.
@@ -39,7 +39,8 @@ def render_volume_slices(
         done: (plane, slice_index) pairs already captioned, skipped here.
 
     Returns:
-        One dict per slice: volume_id, plane, slice_index, array_axis, position, modality, window, prompt,
+        (planned, rows): every planned (plane, slice_index), done or not; one row dict per slice to caption:
+        volume_id, plane, slice_index, array_axis, position, modality, window, prompt,
         image (uint8 (S, S, 3), S = render.image_size), thumbnail_png (bytes, or None without a gallery).
     """
     volume = open_volume(store, volume_id)
@@ -52,9 +53,10 @@ def render_volume_slices(
         cfg.slices.slices_per_plane, strategy, cfg.slices.seed, foreground_threshold(modality, cfg),
         cfg.slices.foreground_fraction,
     )  # fmt: skip
+    planned = [(r.plane, r.slice_index) for r in refs]
     todo = [r for r in refs if (r.plane, r.slice_index) not in (done or set())]
     if not todo:
-        return []
+        return planned, []
     voxels = level0[...] if voxels is None else voxels
     window_name, window = volume_window(voxels, modality, cfg)
     rows = []
@@ -68,4 +70,4 @@ def render_volume_slices(
             "prompt": build_prompt(cfg.captioner.prompt, modality or "medical", ref.plane, ref.position),
             "image": image, "thumbnail_png": thumb,
         })  # fmt: skip
-    return rows
+    return planned, rows

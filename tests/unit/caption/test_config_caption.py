@@ -10,6 +10,8 @@ from med3dinsight.captioning.preflight import preflight
 from med3dinsight.captioning.tiny_models import build_tiny_clip
 from med3dinsight.config import ConfigError, config_to_dict, load_config
 from med3dinsight.config.caption import CaptionConfig
+from med3dinsight.io.catalog import write_catalog
+from med3dinsight.io.store import Store
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE = ["captioner.model=org/vlm", "embedder.image.model=org/clip", "embedder.text.model=org/clip"]
@@ -70,12 +72,16 @@ def test_preflight_missing_local_model(tmp_path: Path) -> None:
         preflight(cfg)
 
 
-def test_preflight_image_smaller_than_encoder_input(tmp_path: Path) -> None:
+def test_preflight_image_smaller_than_encoder_input_and_store_without_catalog(tmp_path: Path) -> None:
     clip = build_tiny_clip(tmp_path / "clip")  # 32 px vision input
-    overrides = [*BASE, f"embedder.image.model={clip}", f"embedder.text.model={clip}"]
+    overrides = [*BASE, f"embedder.image.model={clip}", f"embedder.text.model={clip}", f"store={tmp_path / 's'}"]
     with pytest.raises(ConfigError, match="render.image_size=16.*32px.*embedder.image.model"):
         preflight(load_config(CaptionConfig, overrides=[*overrides, "render.image_size=16"]))
-    preflight(load_config(CaptionConfig, overrides=[*overrides, "render.image_size=32"]))
+    good = load_config(CaptionConfig, overrides=[*overrides, "render.image_size=32"])
+    with pytest.raises(ConfigError, match="store=.*run the ingest stage"):
+        preflight(good)
+    write_catalog(Store(str(tmp_path / "s")), [{"volume_id": "v", "source": "a.nii", "status": "ok"}])
+    preflight(good)
 
 
 def test_job_exits_2_before_starting_ray(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

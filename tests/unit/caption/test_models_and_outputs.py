@@ -1,5 +1,6 @@
 """Captioner and embedders on the tiny models (no Ray), failure isolation, part dedup, gallery."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,10 @@ def test_records_and_prompt_ids(models: dict[str, Path]) -> None:
     other = config(models, "captioner.max_new_tokens=7")
     assert captioner_record(other.captioner, other.render)["captioner_id"] != record["captioner_id"]
     assert prompt_id(cfg.captioner) != prompt_id(config(models, "captioner.prompt='{plane} only'").captioner)
+    moved = Path(str(models["vlm"]) + "_moved")
+    shutil.copytree(models["vlm"], moved)
+    same = config(models, f"captioner.model={moved}")
+    assert captioner_record(same.captioner, same.render)["captioner_id"] == record["captioner_id"], "by content"
     assert build_prompt("{modality} {plane} {position_pct}%", "CT", "axial", 0.254) == "CT axial 25%"
 
 
