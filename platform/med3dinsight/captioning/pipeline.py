@@ -103,7 +103,7 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
         ds = build_dataset(cfg, store, [(v.volume_id, done.get(v.volume_id, set())) for v in pending])
         ds = ds.map_batches(
             _write_batch, fn_kwargs={"paths": paths, "records": records, "quality": config_to_dict(cfg.quality)},
-            batch_size=cfg.write_batch_size, num_cpus=0.25,
+            batch_size=cfg.write_batch_size, num_cpus=cfg.write_num_cpus,
         )  # fmt: skip
         results = ds.take_all()
     rows = consolidate(paths, {k: embedder[k] for k in ("image_encoder", "text_encoder", "normalize")})

@@ -235,6 +235,8 @@ class CaptionConfig:
     """CPUs of each per-volume slice-and-render task."""
     write_batch_size: int = 64
     """Rows per part file (the unit a crash can lose)."""
+    write_num_cpus: float = 0.25
+    """CPUs of each part-writing task (Parquet encoding and one store write)."""
     slices: SliceConfig = field(default_factory=SliceConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
@@ -248,6 +250,8 @@ class CaptionConfig:
             raise ValueError(f"run must be a plain name (letters, digits, . _ -), got {self.run!r}")
         if self.render_num_cpus <= 0:
             raise ValueError(f"render_num_cpus must be > 0, got {self.render_num_cpus}")
+        if self.write_num_cpus <= 0:
+            raise ValueError(f"write_num_cpus must be > 0, got {self.write_num_cpus}")
         if self.write_batch_size < 1:
             raise ValueError(f"write_batch_size must be >= 1, got {self.write_batch_size}")
 
