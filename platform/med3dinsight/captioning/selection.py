@@ -9,7 +9,7 @@ import numpy as np
 
 from med3dinsight.captioning.model_source import short_hash
 from med3dinsight.captioning.outputs import RunPaths, read_plan
-from med3dinsight.captioning.slicing import sample_slices
+from med3dinsight.captioning.slicing import plane_axis, sample_slices
 from med3dinsight.config import config_to_dict
 from med3dinsight.config.caption import CaptionConfig
 from med3dinsight.io.catalog import read_catalog
@@ -33,8 +33,8 @@ class VolumePlan:
 def select_volumes(store: Store, cfg: CaptionConfig) -> tuple[list[VolumePlan], list[str]]:
     """The volumes to caption (catalog order) and one message per volume skipped.
 
-    Skipped: volumes ingest rejected, catalog rows whose volume is missing or incomplete in the store, and
-    ids in `cfg.volumes` that the catalog does not know.
+    Skipped: volumes ingest rejected, catalog rows whose volume is missing or incomplete in the store,
+    45-degree oblique volumes (no plane is defined), and ids in `cfg.volumes` that the catalog does not know.
 
     Raises:
         ValueError: the store has no catalog (run ingest first).
@@ -58,6 +58,11 @@ def select_volumes(store: Store, cfg: CaptionConfig) -> tuple[list[VolumePlan], 
         try:
             volume = open_volume(store, volume_id)
         except VolumeNotFoundError as e:
+            skipped.append(f"{row['source']}: {e}")
+            continue
+        try:
+            plane_axis(volume.direction, "axial")
+        except ValueError as e:  # a 45-degree oblique volume has no axial/coronal/sagittal planes to sample
             skipped.append(f"{row['source']}: {e}")
             continue
         keys = _planned_keys(volume.shape, volume.direction, volume_id, cfg)
