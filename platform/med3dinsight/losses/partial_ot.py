@@ -43,8 +43,8 @@ from med3dinsight.losses.ot_solver import SCHEDULES, solve_potentials
 
 def partial_ot_plan(
     cost: Tensor,
-    mass: float,
-    eps: float,
+    mass: float | Tensor,
+    eps: float | Tensor,
     a: Tensor | None = None,
     b: Tensor | None = None,
     max_iter: int = 1000,
@@ -79,6 +79,7 @@ def partial_ot_plan(
             that are negative, `eps <= 0`, `mass` outside (0, min(sum a, sum b)], or bad iteration
             settings.
     """
+    mass, eps = _scalar(mass), _scalar(eps)
     if cost.dim() not in (2, 3):
         raise ValueError(f"cost must have shape (N, M) or (B, N, M), got {tuple(cost.shape)}")
     if not cost.is_floating_point():
@@ -178,6 +179,11 @@ def implicit_cost_grad(plan_BNM: Tensor, active_BN: Tensor, active_BM: Tensor, p
     w_f = d_BN * (rhs_f - (q_BNK @ sol_BK[:, :, None])[:, :, 0])
     ew = w_f[:, :, None] + (sol_BK[:, :m] * mB)[:, None, :] + (sol_BK[:, m] * mH)[:, None, None]
     return (p * ew - pg).to(plan_BNM.dtype)
+
+
+def _scalar(x: float | Tensor) -> float:
+    """A Python number from a number or a one-element tensor (POT's log variant wants tensors)."""
+    return x.item() if isinstance(x, Tensor) and x.numel() == 1 else x  # type: ignore[return-value]
 
 
 def _marginal(name: str, w: Tensor | None, num_batch: int, size: int, single: bool, like: Tensor) -> Tensor:
