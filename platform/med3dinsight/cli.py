@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-from med3dinsight.config import ConfigError, load_config, parse_stage_args
+from med3dinsight.config import ConfigError, parse_stage_args
 from med3dinsight.config.ingest import IngestConfig
 from med3dinsight.utils.logs import setup_logging
 from med3dinsight.utils.ray_session import ray_session
@@ -70,48 +69,22 @@ def _sample_data(argv: Sequence[str]) -> int:
 
 
 def _demo(argv: Sequence[str]) -> int:
-    from med3dinsight.data.samples import write_sample_dataset
-    from med3dinsight.ingest.pipeline import run_ingest
+    from med3dinsight.quickstart import run_demo
 
     parser = argparse.ArgumentParser(prog="med3d demo", description="The quickstart on an embedded local Ray.")
     parser.add_argument("--configs", default="configs", help="the repository's configs/ folder")
     parser.add_argument("--samples", default="storage/samples", help="where the sample volumes are written")
     parser.add_argument("--store", default="storage/local", help="store root")
+    parser.add_argument("--tiny-models", default="storage/tiny_models", help="tiny captioner and CLIP folder")
     args = parser.parse_args(argv)
-    configs = Path(args.configs)
-    if not (configs / "ingest.yaml").is_file():
-        raise SystemExit(f"med3d demo: {configs / 'ingest.yaml'} not found; run it from the repository root")
-
-    inputs = write_sample_dataset(args.samples)
-    inputs.append(_truncated_copy(inputs[0], Path(args.samples) / "broken" / "truncated.nii.gz"))
-    listing = Path(args.samples) / "inputs.txt"
-    listing.write_text("\n".join(inputs) + "\n")
     try:
-        cfg = load_config(
-            IngestConfig,
-            [configs / "ingest.yaml", configs / "quickstart" / "ingest.yaml"],
-            [f"input={listing}", f"store={args.store}"],
-        )
-    except ConfigError as e:
-        raise SystemExit(f"med3d demo: config error: {e}") from None
-    with ray_session(cfg.ray):
-        summary = run_ingest(cfg)
-    print(summary.format())
-    store = Path(args.store).resolve()
+        outputs = run_demo(args.configs, args.samples, args.store, args.tiny_models)
+    except ValueError as e:
+        raise SystemExit(f"med3d demo: {e}") from None
     print("\noutputs:")
-    print(f"  volumes      {store / 'volumes'}")
-    print(f"  catalog      {store / 'catalog' / 'volumes.parquet'}")
-    print(f"  fingerprint  {store / 'catalog' / 'fingerprint.json'}")
-    # The samples include a deliberately truncated file, so one rejection is expected here.
-    return 0 if summary.statuses.get("ok", 0) > 0 else 1
-
-
-def _truncated_copy(source: str, destination: Path) -> str:
-    """A copy of `source` cut in half: shows how ingest rejects a broken input and goes on."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    data = Path(source).read_bytes()
-    destination.write_bytes(data[: len(data) // 2])
-    return str(destination)
+    for name, path in outputs.items():
+        print(f"  {name:12s} {path}")
+    return 0
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
