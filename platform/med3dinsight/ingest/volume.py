@@ -120,7 +120,7 @@ def ingest_volume(source: Source, cfg: IngestConfig, store: Store, is_label: boo
             except Exception as e:  # a header field no check foresaw (e.g. a non-numeric size): still bad input
                 raise VolumeRejected(Reason.UNREADABLE, f"{source.uri}: {type(e).__name__}: {e}") from e
             try:
-                voxels, attrs = _process(image, header, cfg, is_label, source.uri)
+                voxels, attrs = preprocess_image(image, header, cfg, is_label, source.uri)
             except VolumeRejected:
                 raise
             except Exception as e:  # a bug must not stop the other volumes of the job
@@ -158,10 +158,23 @@ def row_from_attrs(attrs: dict[str, Any], source: Source, path: str, skipped: bo
     return row
 
 
-def _process(
+def preprocess_image(
     image: sitk.Image, header: ImageHeader, cfg: IngestConfig, is_label: bool, name: str
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Reorient, resample and apply the intensity policy: the level-0 voxels (z, y, x) and attributes."""
+    """Reorient, resample and apply the intensity policy: the level-0 voxels (z, y, x) and attributes.
+
+    Shared with Serve, which must turn a request volume into exactly the voxels ingest would store.
+
+    Args:
+        image: an image from `read_checked_image` (validated, native geometry).
+        header: its header.
+        cfg: the config whose `preprocess` section applies.
+        is_label: label map (nearest-neighbour, no intensity policy).
+        name: the input's name for messages.
+
+    Raises:
+        VolumeRejected: CONSTANT_VOLUME when the intensity policy leaves one value.
+    """
     pp = cfg.preprocess
     image = reorient(image, pp.orientation)
     if pp.target_spacing is not None:
