@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from med3dinsight.io.store import Store
+from med3dinsight.io.store import Store, atomic_write
 
 KEY = ("volume_id", "plane", "slice_index", "captioner_id", "prompt_id")
 PART_SCHEMA = pa.schema(
@@ -60,16 +60,6 @@ class RunPaths:
     @property
     def parts(self) -> str:
         return self.path("parts")
-
-
-def atomic_write(store: Store, path: str, data: bytes) -> None:
-    """Local: write aside, then rename (readers never see half a file). Object stores: one PUT is atomic."""
-    if not store.is_local:
-        store.fs.pipe_file(path, data)
-        return
-    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    store.fs.pipe_file(tmp, data)
-    store.fs.mv(tmp, path)
 
 
 def table_bytes(table: pa.Table) -> bytes:

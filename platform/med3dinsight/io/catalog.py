@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import io
-import uuid
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from med3dinsight.io.store import Store
+from med3dinsight.io.store import Store, atomic_write
 
 _F64_LIST = pa.list_(pa.float64())
 CATALOG_SCHEMA = pa.schema(
@@ -73,19 +72,9 @@ def write_catalog(store: Store, rows: list[dict[str, Any]]) -> bool:
         return False
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows, schema=CATALOG_SCHEMA), buf)
-    _atomic_write(store, store.catalog_path, buf.getvalue())
+    atomic_write(store, store.catalog_path, buf.getvalue())
     return True
 
 
 def _project(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in COLUMNS}
-
-
-def _atomic_write(store: Store, path: str, data: bytes) -> None:
-    """Local: write aside then rename. Object stores: a single PUT is already all-or-nothing."""
-    if not store.is_local:
-        store.fs.pipe_file(path, data)
-        return
-    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    store.fs.pipe_file(tmp, data)
-    store.fs.mv(tmp, path)

@@ -7,6 +7,7 @@ filesystem is built lazily in each process.
 from __future__ import annotations
 
 import os
+import uuid
 from functools import cached_property
 from typing import Any
 
@@ -66,3 +67,16 @@ class Store:
         if self.is_local:
             return zarr.storage.LocalStore(path, read_only=read_only)
         return zarr.storage.FsspecStore.from_url(path, storage_options=self.options, read_only=read_only)
+
+
+def atomic_write(store: Store, path: str, data: bytes) -> None:
+    """Write `data` at `path` so readers never see half a file.
+
+    Local: write aside, then rename. Object stores: a single PUT is already all-or-nothing.
+    """
+    if not store.is_local:
+        store.fs.pipe_file(path, data)
+        return
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    store.fs.pipe_file(tmp, data)
+    store.fs.mv(tmp, path)
