@@ -6,18 +6,15 @@ with its own status code and never escapes into the replica; 500s are counted, a
 `health.max_consecutive_internal_errors` of them in a row `check_health` fails so Serve replaces the replica.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI must see `Request` as a type, not a string.
 import asyncio
 import base64
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import SimpleITK as sitk
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -38,7 +35,7 @@ from med3dinsight.serving.request_checks import (
     resolve_token,
     slice_params,
 )
-from med3dinsight.serving.runner import EmbedItem, EncoderRunner, resolve_model_dir
+from med3dinsight.serving.runner import EmbedItem, EncoderRunner, nifti_bytes, resolve_model_dir
 
 log = logging.getLogger(__name__)
 DEPLOYMENT_NAME = "Med3DEncoder"
@@ -192,15 +189,6 @@ class Med3DEncoder:
         if self.internal_errors >= self.cfg.health.max_consecutive_internal_errors:
             return f"{self.internal_errors} internal errors in a row"
         return None
-
-
-def nifti_bytes(image: sitk.Image) -> bytes:
-    """A SimpleITK image as .nii.gz bytes."""
-    with tempfile.TemporaryDirectory(prefix="m3d-seg-") as tmp:
-        path = os.path.join(tmp, "labels.nii.gz")
-        sitk.WriteImage(image, path, useCompression=True)
-        with open(path, "rb") as f:
-            return f.read()
 
 
 def deployment_options(cfg: ServeConfig) -> dict[str, Any]:

@@ -7,6 +7,7 @@ Shape legend: W windows, B batch, E embedding width, K classes, D/H/W crop voxel
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tempfile
 import threading
@@ -182,3 +183,12 @@ class EncoderRunner:
         out = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0, image.GetPixelID())
         counts = np.bincount(sitk.GetArrayViewFromImage(out).ravel(), minlength=len(self.head_record["class_names"]))
         return out, {name: int(n) for name, n in zip(self.head_record["class_names"], counts, strict=False)}
+
+
+def nifti_bytes(image: sitk.Image) -> bytes:
+    """A SimpleITK image as .nii.gz bytes."""
+    with tempfile.TemporaryDirectory(prefix="m3d-seg-") as tmp:
+        path = os.path.join(tmp, "labels.nii.gz")
+        sitk.WriteImage(image, path, useCompression=True)
+        with open(path, "rb") as f:
+            return f.read()
