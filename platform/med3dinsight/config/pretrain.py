@@ -81,6 +81,10 @@ class PretrainConfig:
     """Forward/backward passes per optimiser step (the plan is still over one pass's batch)."""
     bf16: bool = True
     """bfloat16 autocast on CUDA (the OT cost and plan stay float32); ignored on CPU."""
+    report_every: int = 10
+    """Report metrics to Ray Train (and Tune) every N steps and at every checkpoint. Each report blocks until
+    the Train controller polls the worker (every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, 2 s by default), so
+    reporting every step caps training at 0.5 steps/s. Every step's metrics go to the run log regardless."""
     export_name: str | None = None
     """Export the encoder to models/<export_name>/ at the end (None: the experiment name)."""
     export_psat: bool = True
@@ -89,8 +93,11 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if not self.experiment or "/" in self.experiment or self.experiment.startswith("."):
             raise ValueError(f"experiment must be a plain name (no '/'), got {self.experiment!r}")
-        if self.max_steps < 1 or self.grad_accum < 1:
-            raise ValueError(f"max_steps and grad_accum must be >= 1, got {self.max_steps}, {self.grad_accum}")
+        if self.max_steps < 1 or self.grad_accum < 1 or self.report_every < 1:
+            raise ValueError(
+                f"max_steps, grad_accum and report_every must be >= 1, got {self.max_steps}, {self.grad_accum}, "
+                f"{self.report_every}"
+            )
         if self.model.psat.out_dim < 1:
             raise ValueError("model.psat.out_dim must be >= 1")
 

@@ -1,7 +1,8 @@
 """`pretrain_loop(config)`: the Ray Train worker function of pretraining (DDP, resumable).
 
 Each optimiser step takes `grad_accum` batches of `data.batch_size` items from this worker's shard of the
-stream, reports per-step metrics, and every `checkpoint.every_steps` steps (and at the last) reports a
+stream and logs its metrics (reported to Ray Train every `report_every` steps); every
+`checkpoint.every_steps` steps (and at the last) it reports a
 checkpoint: model + loss weights, optimiser, scheduler, step, data position (items consumed).
 """
 
@@ -89,4 +90,6 @@ def pretrain_loop(config: dict[str, Any]) -> None:
                 flush_metrics(store, cfg.experiment, pending)
                 write_data_position(store, cfg.experiment, counters["items"], counters["step"])
             pending = []
-        ray.train.report(metrics, checkpoint=ckpt)
+            ray.train.report(metrics, checkpoint=ckpt)
+        elif counters["step"] % cfg.report_every == 0:  # the same steps on every rank: report is collective
+            ray.train.report(metrics)
