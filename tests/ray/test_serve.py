@@ -6,7 +6,6 @@ a replica whose health check fails (last: it restarts the replica).
 """
 
 import base64
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,10 +27,8 @@ from med3dinsight.serving.client import EncoderClient, ServeClientError
 from med3dinsight.serving.deploy import deploy
 from med3dinsight.serving.runner import EncoderRunner
 
+from ..unit.serve import serve_helpers as helpers
 from .conftest import free_port
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "serve"))
-import helpers  # noqa: E402
 
 pytestmark = pytest.mark.ray
 TOKEN = "test-token"
@@ -77,13 +74,13 @@ def test_embed_upload_and_volume_id_match_in_process_encoder(served):
     runner = EncoderRunner(served["export"], served["cfg"])
     prepared = runner.preprocessor.from_upload(served["ct"].read_bytes(), "ct.nii.gz")
     expected = runner.embed_batch([runner.item(prepared)])[0]
-    assert by_upload["embedding_dim"] == len(expected) == 12
+    assert by_upload["embedding_dim"] == len(expected) == 32
     np.testing.assert_allclose(by_upload["embedding"], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(by_id["embedding"], expected, rtol=1e-5, atol=1e-6)
     assert by_upload["preprocessing"]["preprocess_hash"] == by_id["preprocessing"]["preprocess_hash"]
     assert by_upload["model"] == {"name": "model", "version": runner.version}
     zipped = client.embed(data=helpers.dicom_zip(helpers.ct_image(1), served["root"] / "dcm"), filename="s.zip")
-    assert zipped["preprocessing"]["modality"] == "CT" and zipped["embedding_dim"] == 12
+    assert zipped["preprocessing"]["modality"] == "CT" and zipped["embedding_dim"] == 32
 
 
 def test_bad_requests_get_4xx_and_the_replica_keeps_serving(served, tmp_path):
@@ -128,8 +125,8 @@ def test_concurrent_requests_are_batched(served):
 def test_models_and_heads(served):
     client = EncoderClient(served["url"], token=TOKEN)
     (info,) = client.models()
-    assert info["embedding_dim"] == 12 and info["tasks"] == ["embed", "segmentation"]
-    assert info["preprocessing"]["preprocess"]["target_spacing"] == [1.5, 1.5, 2.0]
+    assert info["embedding_dim"] == 32 and info["tasks"] == ["embed", "segmentation"]
+    assert info["preprocessing"]["ingest"]["preprocess"]["target_spacing"] == [1.5, 1.5, 2.0]
     result = client.segment(served["ct"])
     path = served["root"] / "labels.nii.gz"
     path.write_bytes(base64.b64decode(result["label_map"]))

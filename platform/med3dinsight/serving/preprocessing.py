@@ -71,19 +71,8 @@ class RequestPreprocessor:
     def __init__(
         self, record: dict[str, Any], crop: CropConfig, memory_budget_mb: float, max_zip_files: int = 4096
     ) -> None:
-        pre = record.get("preprocessing") or {}
-        if "preprocess" not in pre:
-            raise ValueError(
-                "the export has no ingest preprocessing record (save_encoder(preprocessing="
-                "preprocessing_record(ingest_cfg)) ...): Serve cannot know how inputs were prepared"
-            )
-        if pre.get("pipeline_version") != PIPELINE_VERSION:
-            raise ValueError(
-                f"the export was trained on ingest pipeline_version {pre.get('pipeline_version')}, this code "
-                f"preprocesses with version {PIPELINE_VERSION}"
-            )
-        self.ingest_record = {k: pre[k] for k in ("pipeline_version", "is_label", "preprocess", "zarr") if k in pre}
-        sections = {k: pre[k] for k in ("preprocess", "zarr") if k in pre}
+        self.ingest_record = ingest_record_of(record)
+        sections = {k: self.ingest_record[k] for k in ("preprocess", "zarr") if k in self.ingest_record}
         self.ingest_cfg = load_config(IngestConfig, data={"input": "<request>", **sections})
         self.policy = model_input_policy(record)
         self.crop = crop
@@ -155,9 +144,9 @@ class RequestPreprocessor:
         return preprocess_image(image, header, self.ingest_cfg, False, name)
 
     def _prepare(self, voxels: np.ndarray, attrs: dict[str, Any], source: dict[str, Any]) -> PreparedVolume:
-        scale, crop_zyx = self.policy["scale"], self.policy["crop_size"]
-        volume = scale_intensity(voxels, attrs["intensity"], scale)
-        fill = float(scale_intensity(np.asarray([attrs["background"]]), attrs["intensity"], scale)[0])
+        window, crop_zyx = self.policy["ct_window_hu"], self.policy["crop_size"]
+        volume = scale_intensity(voxels, attrs["modality"], window)
+        fill = float(scale_intensity(np.asarray([attrs["background"]]), attrs["modality"], window)[0])
         starts = window_starts(volume.shape, crop_zyx, self.crop.mode, self.crop.overlap, self.crop.max_windows)
         geometry = attrs["geometry"]
         applied = {
@@ -210,6 +199,33 @@ class RequestPreprocessor:
             raise ServeError(422, str(Reason.UNREADABLE), f"{name}: the zip holds no files")
         dicom = [f for f in files if _has_dicom_magic(f)]
         return dicom or files
+
+
+def ingest_record_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The ingest preprocessing record of an export (pretraining's `ingest` section, or the record itself).
+
+    Raises:
+        ValueError: when there is none, when training volumes were preprocessed differently, or when it is
+            from another ingest pipeline version.
+    """
+    pre = record.get("preprocessing") or {}
+    ingest = pre.get("ingest", pre if "preprocess" in pre else None)
+    if isinstance(ingest, list):
+        kinds = {preprocess_hash(_voxel_record(r)) for r in ingest}
+        if len(kinds) != 1:
+            raise ValueError(f"the export was trained on volumes with {len(kinds)} different preprocessings")
+        ingest = ingest[0]
+    if not isinstance(ingest, dict) or "preprocess" not in ingest:
+        raise ValueError(
+            "the export has no ingest preprocessing record (preprocessing.ingest): Serve cannot know how "
+            "inputs were prepared"
+        )
+    if ingest.get("pipeline_version") != PIPELINE_VERSION:
+        raise ValueError(
+            f"the export was trained on ingest pipeline_version {ingest.get('pipeline_version')}, this code "
+            f"preprocesses with version {PIPELINE_VERSION}"
+        )
+    return {k: ingest[k] for k in ("pipeline_version", "is_label", "preprocess", "zarr") if k in ingest}
 
 
 def upload_suffix(filename: str) -> str:

@@ -22,9 +22,11 @@ import torch
 from med3dinsight.config.serve import PLANES, ServeConfig
 from med3dinsight.io.store import Store
 from med3dinsight.models.export import RECORD, WEIGHTS, load_encoder
-from med3dinsight.serving.heads import load_head, stitch_logits
 from med3dinsight.serving.preprocessing import PreparedVolume, RequestPreprocessor
+from med3dinsight.serving.windows import stitch_logits
 
+HEAD_WEIGHTS, HEAD_RECORD = "head.safetensors", "head.json"
+"""The files `models.head_export.save_task_net` adds to an encoder export (imported lazily: heads are optional)."""
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -61,7 +63,7 @@ def resolve_model_dir(model: str, store: Store, cache_dir: str | None = None) ->
         return Path(location)
     local = Path(cache_dir or tempfile.mkdtemp(prefix="m3d-model-")) / model
     local.mkdir(parents=True, exist_ok=True)
-    for name in (WEIGHTS, RECORD, "head.safetensors", "head.json"):
+    for name in (WEIGHTS, RECORD, HEAD_WEIGHTS, HEAD_RECORD):
         if store.exists(f"{location}/{name}"):
             store.fs.get_file(f"{location}/{name}", str(local / name))
     return local
@@ -71,7 +73,7 @@ class EncoderRunner:
     """Loads an export and answers embed / segment / classify on prepared volumes.
 
     Args:
-        export_dir: a directory written by `save_encoder` (optionally with a head, see `heads`).
+        export_dir: a directory written by `save_encoder` (or by `models.head_export.save_task_net`, with a head).
         cfg: the serve config (crop policy, limits, defaults, device).
         name: the model name reported to clients (default: the directory name).
     """
@@ -82,8 +84,12 @@ class EncoderRunner:
         self.export_dir = Path(export_dir)
         self.encoder = load_encoder(self.export_dir, self.device)
         self.record = self.encoder.record
-        loaded = load_head(self.export_dir, int(self.record["token_dim"]))
-        self.head, self.head_record = (loaded[0].to(self.device), loaded[1]) if loaded else (None, None)
+        self.task_net, self.head_record = None, None
+        if (self.export_dir / HEAD_RECORD).is_file():  # a fine-tuned export (models.head_export)
+            from med3dinsight.models.head_export import load_task_net
+
+            self.task_net, self.head_record = load_task_net(self.export_dir, str(self.device))
+            self.encoder.encoder = self.task_net.encoder  # the same weights: keep one copy
         self.preprocessor = RequestPreprocessor(
             self.record, cfg.crop, cfg.limits.memory_budget_mb, cfg.limits.max_zip_files
         )
@@ -99,6 +105,12 @@ class EncoderRunner:
     @property
     def embedding_dim(self) -> int:
         return self.encoder.embedding_dim
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of the head's classes (their indices when the export has none)."""
+        assert self.head_record is not None
+        return [str(n) for n in self.head_record.get("class_names") or range(int(self.head_record["num_classes"]))]
 
     @property
     def tasks(self) -> list[str]:
@@ -147,19 +159,19 @@ class EncoderRunner:
 
     @torch.no_grad()
     def head_logits(self, prepared: PreparedVolume) -> torch.Tensor:
-        """Head logits of every window (W, K) or (W, K, D, H, W)."""
-        assert self.head is not None
+        """Task-network logits of every window (W, K) or (W, K, D, H, W)."""
+        assert self.task_net is not None
         outputs = []
         with self._lock:
             for lo in range(0, len(prepared.windows_W1DHW), self.max_windows_per_call):
                 x = torch.from_numpy(prepared.windows_W1DHW[lo : lo + self.max_windows_per_call]).to(self.device)
-                outputs.append(self.head(self.encoder(x), self.crop_zyx).float().cpu())
+                outputs.append(self.task_net(x).float().cpu())
         return torch.cat(outputs)
 
     def classify(self, prepared: PreparedVolume) -> dict[str, float]:
         """Class probabilities (mean of the windows' softmax), by class name."""
         probs = torch.softmax(self.head_logits(prepared), dim=1).mean(0)
-        return dict(zip(self.head_record["class_names"], probs.tolist(), strict=True))
+        return dict(zip(self.class_names, probs.tolist(), strict=True))
 
     def segment(self, prepared: PreparedVolume) -> tuple[sitk.Image, dict[str, int]]:
         """Label map in the input's native geometry (nearest-neighbour back from the preprocessed grid).
@@ -167,8 +179,8 @@ class EncoderRunner:
         Returns:
             The label image (uint8, or uint16 beyond 255 classes) and its voxel count per class name.
         """
-        logits = stitch_logits(self.head_logits(prepared), prepared.starts_zyx, prepared.shape_zyx)
-        labels = logits.argmax(0).numpy()
+        logits = stitch_logits(self.head_logits(prepared).numpy(), prepared.starts_zyx, prepared.shape_zyx)
+        labels = logits.argmax(0)
         labels = labels.astype(np.uint8 if labels.max() < 256 else np.uint16)
         image = sitk.GetImageFromArray(labels)
         geometry = prepared.geometry
@@ -181,8 +193,8 @@ class EncoderRunner:
         reference.SetOrigin(native["origin"])
         reference.SetDirection(native["direction"])
         out = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0, image.GetPixelID())
-        counts = np.bincount(sitk.GetArrayViewFromImage(out).ravel(), minlength=len(self.head_record["class_names"]))
-        return out, {name: int(n) for name, n in zip(self.head_record["class_names"], counts, strict=False)}
+        counts = np.bincount(sitk.GetArrayViewFromImage(out).ravel(), minlength=len(self.class_names))
+        return out, {name: int(n) for name, n in zip(self.class_names, counts, strict=False)}
 
 
 def nifti_bytes(image: sitk.Image) -> bytes:

@@ -1,9 +1,11 @@
-"""From preprocessed voxels to encoder inputs: intensity scaling and the crop / sliding-window policy.
+"""From preprocessed voxels to encoder inputs: the training input policy and the crop / sliding-window policy.
 
-The export's `preprocessing.model_input` section (written by pretraining next to the ingest record) says
-what the network saw in training: `crop_size` [D, H, W] (default: the backbone's img_size) and `scale`
-("unit": CT window mapped to [0, 1], MR kept as stored in [0, 1]; "none": stored values as float32).
-Pure numpy; arrays are (z, y, x).
+The export's preprocessing record says what the network saw in training. Pretraining writes
+`{"ingest": <ingest record>, "input": {"ct_window_hu": [lo, hi]}, "crop": {"size_zyx": [D, H, W]}, ...}`
+and fine-tuning adds `"finetune_input": {"ct_window_hu": ..., "crop_zyx": ...}`, which wins when present (the
+weights were last trained on it). Missing sections fall back to the backbone's img_size and the training
+default window. Intensities are normalised by the training code itself (`train.crops.normalize_intensity`).
+Arrays are (z, y, x).
 """
 
 from __future__ import annotations
@@ -14,41 +16,34 @@ from typing import Any
 
 import numpy as np
 
-SCALES = ("unit", "none")
+from med3dinsight.config.train import IntensityInputConfig
+from med3dinsight.train.crops import normalize_intensity
 
 
 def model_input_policy(record: dict[str, Any]) -> dict[str, Any]:
-    """The crop size and scale an export expects, with defaults filled in.
+    """The crop size (z, y, x) and CT window (HU) an export expects, with defaults filled in.
 
     Args:
         record: the parsed encoder.json of an export.
 
     Raises:
-        ValueError: on an unknown scale or a malformed crop size.
+        ValueError: on a malformed crop size or window.
     """
-    section = dict(record.get("preprocessing", {}).get("model_input") or {})
-    crop = [int(n) for n in section.get("crop_size", record["backbone"]["img_size"])]
-    scale = section.get("scale", "unit")
+    pre = record.get("preprocessing") or {}
+    finetune, pretrain = pre.get("finetune_input") or {}, pre.get("input") or {}
+    crop = finetune.get("crop_zyx") or (pre.get("crop") or {}).get("size_zyx") or record["backbone"]["img_size"]
+    window = finetune.get("ct_window_hu") or pretrain.get("ct_window_hu") or IntensityInputConfig().ct_window
+    crop, window = [int(n) for n in crop], [float(v) for v in window]
     if len(crop) != 3 or any(n < 1 for n in crop):
-        raise ValueError(f"preprocessing.model_input.crop_size must be 3 positive ints, got {crop}")
-    if scale not in SCALES:
-        raise ValueError(f"preprocessing.model_input.scale must be one of {SCALES}, got {scale!r}")
-    return {"crop_size": crop, "scale": scale}
+        raise ValueError(f"the export's crop size must be 3 positive ints (z, y, x), got {crop}")
+    if len(window) != 2 or not window[0] < window[1]:
+        raise ValueError(f"the export's ct_window_hu must be [low, high] with low < high, got {window}")
+    return {"crop_size": crop, "ct_window_hu": window}
 
 
-def scale_intensity(voxels: np.ndarray, intensity: dict[str, Any], scale: str) -> np.ndarray:
-    """Network input values (float32) of stored voxels, given the volume's intensity attribute.
-
-    Args:
-        voxels: stored voxels (CT int16 HU clipped to the window; MR float32 in [0, 1]).
-        intensity: the volume's `intensity` attribute (policy, and window for CT).
-        scale: "unit" or "none" (see the module docstring).
-    """
-    if scale == "unit" and intensity.get("policy") == "ct_window":
-        low, high = (float(v) for v in intensity["window"])
-        low, high = max(low, -32768.0), min(high, 32767.0)
-        return ((voxels.astype(np.float32) - np.float32(low)) / np.float32(high - low)).astype(np.float32)
-    return voxels.astype(np.float32, copy=False)
+def scale_intensity(voxels: np.ndarray, modality: str | None, ct_window_hu: Sequence[float]) -> np.ndarray:
+    """Network input values (float32 in [0, 1]) of stored voxels, exactly as in training."""
+    return normalize_intensity(voxels, modality, ct_window_hu)
 
 
 def axis_starts(length: int, crop: int, overlap: float, count: int | None = None) -> list[int]:
@@ -107,3 +102,24 @@ def windows_array(
 ) -> np.ndarray:
     """The windows stacked as encoder input (W, 1, D, H, W) float32."""
     return np.stack([extract_window(volume, s, crop_zyx, fill) for s in starts])[:, None]
+
+
+def stitch_logits(
+    logits_WKDHW: np.ndarray, starts_zyx: Sequence[Sequence[int]], shape_zyx: Sequence[int]
+) -> np.ndarray:
+    """Average overlapping window logits into the volume (K, Z, Y, X); voxels no window covers get class 0."""
+    num_classes, crop = logits_WKDHW.shape[1], logits_WKDHW.shape[2:]
+    total = np.zeros((num_classes, *shape_zyx), np.float32)
+    count = np.zeros(tuple(shape_zyx), np.float32)
+    for logits, start in zip(logits_WKDHW, starts_zyx, strict=True):
+        src, dst = [], []
+        for s, c, n in zip(start, crop, shape_zyx, strict=True):
+            low, high = max(s, 0), min(s + c, n)
+            src.append(slice(low - s, high - s))
+            dst.append(slice(low, high))
+        total[(slice(None), *dst)] += logits[(slice(None), *src)]
+        count[tuple(dst)] += 1
+    uncovered = count == 0
+    total /= np.maximum(count, 1)
+    total[0][uncovered] = 1.0  # background wins where nothing was predicted
+    return total

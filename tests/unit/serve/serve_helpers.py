@@ -15,7 +15,6 @@ from med3dinsight.config.model import BackboneConfig, ModelConfig, PSATConfig
 from med3dinsight.ingest.volume import preprocessing_record
 from med3dinsight.models.export import save_encoder
 from med3dinsight.models.med3dinsight import build_model
-from med3dinsight.serving.heads import TokenLinearHead, save_head
 
 CROP = [32, 32, 32]
 
@@ -34,17 +33,32 @@ def model_config(psat: bool = True) -> ModelConfig:
     )
 
 
+def export_preprocessing(ingest: IngestConfig) -> dict:
+    """The preprocessing record pretraining writes (train.pretrain.preprocessing_of): ingest + input + crop."""
+    return {
+        "ingest": preprocessing_record(ingest),
+        "input": {"ct_window_hu": [-1000.0, 1000.0], "scale": "CT: clip to the window, then to [0, 1]"},
+        "crop": {"size_zyx": CROP, "slice_position": "crop", "num_slice_bins": 8},
+        "num_volumes": 1,
+    }
+
+
 def make_export(
     folder: Path, psat: bool = True, head: str | None = None, ingest: IngestConfig | None = None, seed: int = 0
 ) -> Path:
-    """An export of a random tiny model with the ingest record + crop policy pretraining will write."""
+    """A pretraining export of a random tiny model; with `head`, a fine-tuned export (head_export format)."""
     torch.manual_seed(seed)
     model = build_model(model_config())
-    record = preprocessing_record(ingest or ingest_config()) | {"model_input": {"crop_size": CROP, "scale": "unit"}}
-    out = save_encoder(model, folder, preprocessing=record, source_run="tests/serve", include_psat=psat)
-    if head is not None:
-        save_head(TokenLinearHead(head, model.backbone.cfg.token_dim, 3), out, ["background", "body", "bone"])
-    return out
+    preprocessing = export_preprocessing(ingest or ingest_config())
+    if head is None:
+        return save_encoder(model, folder, preprocessing=preprocessing, source_run="tests/serve", include_psat=psat)
+    from med3dinsight.models.head_export import save_task_net
+    from med3dinsight.models.heads import build_task_net
+
+    cfg = model.backbone.cfg
+    net = build_task_net(head, cfg, 3, model.backbone.encoder)
+    preprocessing["finetune_input"] = {"ct_window_hu": [-1000.0, 1000.0], "crop_zyx": CROP}
+    return save_task_net(net, head, cfg, folder, 3, ["background", "body", "bone"], preprocessing, {}, "tests/ft")
 
 
 def ct_image(
