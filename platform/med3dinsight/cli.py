@@ -5,6 +5,7 @@
     med3d tiny-models storage/tiny_models      # tiny random VLM + CLIP for the caption quickstart
     med3d sample-data storage/samples          # write the synthetic sample volumes
     med3d demo                                 # sample data -> ingest, on an embedded local Ray
+    med3d embed FILE --url http://127.0.0.1:8000   # embed a volume with a deployed encoder (jobs.serve)
 """
 
 from __future__ import annotations
@@ -87,12 +88,19 @@ def _demo(argv: Sequence[str]) -> int:
     return 0
 
 
+def _embed(argv: Sequence[str]) -> int:
+    from med3dinsight.serving.client import embed_command
+
+    return embed_command(list(argv))
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "ingest": _ingest,
     "caption": _caption,
     "tiny-models": _tiny_models,
     "sample-data": _sample_data,
     "demo": _demo,
+    "embed": _embed,
 }
 
 

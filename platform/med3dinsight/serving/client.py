@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,31 @@ def summarize(result: dict[str, Any]) -> str:
         f"input      {pre.get('modality')} {pre.get('shape_zyx')} voxels (z, y, x) at {pre.get('spacing')} mm, "
         f"{pre.get('crop', {}).get('num_windows')} window(s) of {pre.get('model_input', {}).get('crop_size')}",
     ])  # fmt: skip
+
+
+def embed_command(argv: list[str] | None = None) -> int:
+    """`med3d embed FILE|--volume-id ID --url URL [--token T]`: print the embedding summary (exit 1 on error)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="med3d embed", description="Embed a volume with a deployed encoder.")
+    parser.add_argument("file", nargs="?", help=".nii/.nii.gz/.mha/.nrrd file or .zip of a DICOM series")
+    parser.add_argument("--volume-id", help="a volume already in the served store (instead of FILE)")
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the endpoint's base URL")
+    parser.add_argument("--token", default=None, help="bearer token (default: $MED3D_SERVE_TOKEN)")
+    parser.add_argument("--plane", default=None, help="PSAT exports: axial, coronal or sagittal")
+    parser.add_argument("--slice-position", type=float, default=None, help="PSAT exports: in [0, 1]")
+    parser.add_argument("--json", action="store_true", help="print the whole response as JSON")
+    args = parser.parse_args(argv)
+    if (args.file is None) == (args.volume_id is None):
+        parser.error("give FILE or --volume-id (exactly one)")
+    client = EncoderClient(args.url, token=args.token)
+    try:
+        result = client.embed(args.file, args.volume_id, args.plane, args.slice_position)
+    except (ServeClientError, requests.RequestException, OSError) as e:
+        print(f"med3d embed: {e}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(json.dumps(result) if args.json else summarize(result))
+    return 0

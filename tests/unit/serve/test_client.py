@@ -79,3 +79,16 @@ def test_errors_carry_status_and_reason(url):
 def test_summarize():
     text = summarize(EMBED)
     assert "width 2" in text and "L2 norm 5.0000" in text and "m (version v1)" in text
+
+
+def test_med3d_embed_command(url, tmp_path, capsys):
+    from med3dinsight.cli import main
+
+    path = tmp_path / "ct.nii.gz"
+    path.write_bytes(b"voxels")
+    assert main(["embed", str(path), "--url", url]) == 0
+    assert "width 2" in capsys.readouterr().out
+    broken = tmp_path / "broken.nii"
+    broken.write_bytes(b"broken")
+    assert main(["embed", str(broken), "--url", url]) == 1
+    assert "TRUNCATED" in capsys.readouterr().err
