@@ -66,8 +66,12 @@ def check_encoder_architecture(cfg: FinetuneConfig, encoder_dir: str) -> dict[st
     return record
 
 
-def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
+def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Fine-tune on the connected Ray cluster (resuming runs/<experiment>/) and export the best model.
+
+    Args:
+        cfg: the fine-tuning config.
+        callbacks: Ray Train user callbacks (a sweep passes Tune's TuneReportCallback).
 
     Returns:
         Paths (run, log, plot, metrics, model) and `best` (the best validation metrics).
@@ -91,7 +95,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         _worker_entry,
         train_loop_config={"cfg": config_to_dict(cfg), **split, "class_names": class_names},
         scaling_config=scaling_config(cfg.scaling),
-        run_config=run_config(store, cfg.experiment, cfg.checkpoint),
+        run_config=run_config(store, cfg.experiment, cfg.checkpoint, callbacks),
     )
     result = trainer.fit()
     if result.error is not None:

@@ -88,7 +88,7 @@ def finetune_loop(config: dict[str, Any]) -> None:
     net = build_net(cfg, resolve_encoder_dir(cfg)).to(device)
     optimizer = build_optimizer(net.parameters(), cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.max_steps)
-    counters: dict[str, Any] = {"step": 0, "best": float("-inf"), "best_step": -1}
+    counters: dict[str, Any] = {"step": 0, "best": -1.0, "best_step": -1}  # metrics are >= 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
@@ -130,6 +130,7 @@ def finetune_loop(config: dict[str, Any]) -> None:
         do_val = step % cfg.val_every == 0 or step >= cfg.max_steps
         if do_val:
             metrics.update(validate(net, cfg, val, config["class_names"], device))
+            counters["last_val"] = metrics[cfg.metric]  # carried in later reports (schedulers need it in each)
             if metrics[cfg.metric] > counters["best"]:
                 counters.update(best=metrics[cfg.metric], best_step=step)
                 if rank == 0:
@@ -144,7 +145,7 @@ def finetune_loop(config: dict[str, Any]) -> None:
             pending = []
             ray.train.report(metrics, checkpoint=ckpt)
         elif step % cfg.report_every == 0:  # the same steps on every rank: report is collective
-            ray.train.report(metrics)
+            ray.train.report({**metrics, cfg.metric: counters.get("last_val", 0.0), "best": counters["best"]})
 
 
 def _save_best(store: Store, experiment: str, net: nn.Module, metrics: dict[str, Any]) -> None:

@@ -63,8 +63,12 @@ def preprocessing_of(cfg: PretrainConfig, index: CaptionIndex) -> dict[str, Any]
     }  # fmt: skip
 
 
-def run_pretrain(cfg: PretrainConfig) -> dict[str, str]:
+def run_pretrain(cfg: PretrainConfig, callbacks: list[Any] | None = None) -> dict[str, str]:
     """Pretrain on the connected Ray cluster (resuming runs/<experiment>/ if it has checkpoints) and export.
+
+    Args:
+        cfg: the pretraining config.
+        callbacks: Ray Train user callbacks (a sweep passes Tune's TuneReportCallback).
 
     Returns:
         Paths: run (folder), log, plot, metrics, model (export folder), checkpoint (latest).
@@ -83,7 +87,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, str]:
         _worker_entry,
         train_loop_config={"cfg": cfg_dict},
         scaling_config=scaling_config(cfg.scaling),
-        run_config=run_config(store, cfg.experiment, cfg.checkpoint),
+        run_config=run_config(store, cfg.experiment, cfg.checkpoint, callbacks),
         datasets={"train": PretrainDatasetFactory(cfg_dict)},
     )
     result = trainer.fit()
