@@ -37,10 +37,10 @@ def check_pretrain_inputs(cfg: PretrainConfig) -> CaptionIndex:
         ValueError: (NoCaptionsError, CropTooLargeError or a width mismatch) naming the offending value.
     """
     index = index_for(cfg)
-    if index.embedding_dim != cfg.model.psat.out_dim or index.text_emb.shape[1] != cfg.model.psat.out_dim:
+    if index.embedding_dim != cfg.model.psat.out_dim:
         raise ValueError(
-            f"model.psat.out_dim={cfg.model.psat.out_dim} but caption run {cfg.data.caption_run!r} has image/text "
-            f"embeddings of width {index.image_emb.shape[1]}/{index.text_emb.shape[1]}: set model.psat.out_dim"
+            f"model.psat.out_dim={cfg.model.psat.out_dim} but caption run {cfg.data.caption_run!r} has image "
+            f"embeddings of width {index.embedding_dim}: set model.psat.out_dim={index.embedding_dim}"
         )
     return index
 
@@ -85,7 +85,7 @@ def run_pretrain(cfg: PretrainConfig, callbacks: list[Any] | None = None) -> dic
     cfg_dict = config_to_dict(cfg)
     trainer = TorchTrainer(
         _worker_entry,
-        train_loop_config={"cfg": cfg_dict},
+        train_loop_config={"cfg": cfg_dict, "text_dim": int(index.text_emb.shape[1])},
         scaling_config=scaling_config(cfg.scaling),
         run_config=run_config(store, cfg.experiment, cfg.checkpoint, callbacks),
         datasets={"train": PretrainDatasetFactory(cfg_dict)},
@@ -96,18 +96,18 @@ def run_pretrain(cfg: PretrainConfig, callbacks: list[Any] | None = None) -> dic
     if result.checkpoint is None:
         raise RuntimeError(f"pretraining {cfg.experiment!r} produced no checkpoint")
     paths = write_run_report(store, cfg.experiment, read_metrics(store, cfg.experiment), LOG_KEYS, PLOT_KEYS)
-    model_dir = export_pretrained(cfg, result.checkpoint, preprocessing_of(cfg, index))
+    model_dir = export_pretrained(cfg, result.checkpoint, preprocessing_of(cfg, index), int(index.text_emb.shape[1]))
     return {"run": store.path("runs", cfg.experiment), "log": paths["train_log.txt"], "plot": paths["loss_curves.png"],
             "metrics": paths["metrics.jsonl"], "model": model_dir, "checkpoint": result.checkpoint.path}  # fmt: skip
 
 
-def export_pretrained(cfg: PretrainConfig, checkpoint: Any, preprocessing: dict[str, Any]) -> str:
+def export_pretrained(cfg: PretrainConfig, checkpoint: Any, preprocessing: dict[str, Any], text_dim: int) -> str:
     """Rebuild the model from a checkpoint and `save_encoder` it to models/<export_name>/ in the store."""
     from med3dinsight.models.export import save_encoder
     from med3dinsight.train.step import PretrainModule
 
     store = Store(cfg.store, cfg.store_options)
-    module = PretrainModule(cfg.model, cfg.loss)
+    module = PretrainModule(cfg.model, cfg.loss, text_dim)
     with checkpoint.as_directory() as directory:
         state = load_state(directory)
     module.load_state_dict(state["module"])

@@ -31,14 +31,14 @@ def pretrain_loop(config: dict[str, Any]) -> None:
     """Train until `max_steps` from the latest checkpoint (or from scratch).
 
     Args:
-        config: {"cfg": the PretrainConfig as a plain dict}.
+        config: {"cfg": the PretrainConfig as a plain dict, "text_dim": width of the text embeddings}.
     """
     cfg = load_config(PretrainConfig, data=config["cfg"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device() if cfg.scaling.use_gpu else torch.device("cpu")
     torch.manual_seed(cfg.data.seed)
-    module = PretrainModule(cfg.model, cfg.loss).to(device)
+    module = PretrainModule(cfg.model, cfg.loss, config.get("text_dim")).to(device)
     optimizer = build_optimizer(module.parameters(), cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.max_steps)
     counters = {"step": 0, "items": 0, "restarts": 0}

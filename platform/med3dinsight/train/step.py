@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from med3dinsight.config.model import LossConfig, ModelConfig
-from med3dinsight.losses import AlignmentLoss, partial_ot_plan
+from med3dinsight.losses import AlignmentLoss, WeightedCost, clip_loss, gather_batch, ot_alignment_loss, partial_ot_plan
 from med3dinsight.models import Med3DInsight, build_model
 
 BATCH_KEYS = ("image", "plane", "slice_pos", "image_emb", "text_emb")
@@ -24,21 +25,54 @@ image_emb and text_emb (B, E) float32."""
 class PretrainModule(nn.Module):
     """Model and loss in one module, so that DDP synchronises the loss's learnable cost weights too.
 
+    When the text embeddings are narrower or wider than the image embeddings (E = model.psat.out_dim, the
+    image width), the 3D embedding is mapped to the text width by a learnable linear layer before the text
+    alignment (`text_proj`, trained with the loss, not exported). With equal widths (the authors' setup,
+    BiomedCLIP 512/512) this is exactly `AlignmentLoss`.
+
     Args:
         model_cfg: backbone + PSAT config.
         loss_cfg: alignment loss config.
+        text_dim: width T of the text embeddings (None: E).
     """
 
-    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig) -> None:
+    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, text_dim: int | None = None) -> None:
         super().__init__()
+        out_dim = model_cfg.psat.out_dim
         self.model: Med3DInsight = build_model(model_cfg)
-        self.loss = AlignmentLoss(loss_cfg, model_cfg.psat.out_dim)
+        self.loss = AlignmentLoss(loss_cfg, out_dim)
+        self.text_proj: nn.Module | None = None
+        if text_dim is not None and text_dim != out_dim:
+            self.text_proj = nn.Linear(out_dim, text_dim)
+            self.loss.text_cost = WeightedCost(text_dim, loss_cfg.cost_squared)
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
         """Loss terms (`total`, `ot_image`, `ot_text`, `recon`) and the 3D embeddings (B, E)."""
         emb3d_BE, recon_BCDHW = self.model(batch["image"], batch["plane"], batch["slice_pos"])
-        terms = self.loss(emb3d_BE, batch["image_emb"], batch["text_emb"], recon_BCDHW, batch["image"])
-        return terms, emb3d_BE
+        if self.text_proj is None:
+            terms = self.loss(emb3d_BE, batch["image_emb"], batch["text_emb"], recon_BCDHW, batch["image"])
+            return terms, emb3d_BE
+        return self._two_width_terms(emb3d_BE, batch, recon_BCDHW), emb3d_BE
+
+    def _two_width_terms(self, emb3d_BE: Tensor, batch: dict[str, Tensor], recon_BCDHW: Tensor) -> dict[str, Tensor]:
+        """AlignmentLoss's terms with the text branch on `text_proj(emb3d)` (same OT settings, global batch)."""
+        c = self.loss.cfg
+        pairs = {"ot_image": (emb3d_BE, batch["image_emb"], self.loss.image_cost),
+                 "ot_text": (self.text_proj(emb3d_BE), batch["text_emb"], self.loss.text_cost)}  # fmt: skip
+        terms = {}
+        for name, (x3d, x2d, cost) in pairs.items():
+            rows = slice(0, x3d.shape[0])
+            if c.global_batch:
+                x3d, rows = gather_batch(x3d)
+                x2d, _ = gather_batch(x2d)
+            if c.kind == "clip":
+                terms[name] = clip_loss(x3d, x2d, c.temperature, rows)
+            else:
+                terms[name] = ot_alignment_loss(cost(x2d, x3d), c, rows)
+        terms["recon"] = F.mse_loss(recon_BCDHW.float(), batch["image"].float())
+        terms["total"] = c.image_weight * terms["ot_image"] + c.text_weight * terms["ot_text"] + (
+            c.recon_weight * terms["recon"])  # fmt: skip
+        return terms
 
 
 def unwrap(module: nn.Module) -> nn.Module:
