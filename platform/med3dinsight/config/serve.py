@@ -73,6 +73,9 @@ class BatchingConfig:
     max_batch_size: int = 8
     """Requests per batch; a request with several sliding windows counts once."""
     batch_wait_timeout_s: float = 0.005
+    run_alone_at_once: bool = True
+    """A request that is the only embed request in its replica skips the batch queue (no batch wait at low
+    load); under concurrency requests are batched."""
     max_ongoing_requests: int = 32
     """Per replica; Serve requires >= max_batch_size."""
 

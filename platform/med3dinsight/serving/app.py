@@ -61,6 +61,7 @@ class Med3DEncoder:
         self.max_bytes = int(self.cfg.limits.max_upload_mb * 2**20)
         self.replica = serve.get_replica_context().replica_id.unique_id
         self.internal_errors = 0
+        self.embeds_in_flight = 0
         self.broken: str | None = None
         self._embed_batched.set_max_batch_size(self.cfg.batching.max_batch_size)
         self._embed_batched.set_batch_wait_timeout_s(self.cfg.batching.batch_wait_timeout_s)
@@ -137,16 +138,21 @@ class Med3DEncoder:
         return prepared, parsed
 
     async def _embed(self, request: Request) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        prepared, parsed = await self._prepare(request)
-        plane, position = slice_params(parsed["plane"], parsed["slice_position"])
-        item = self.runner.item(prepared, plane, position)
-        t1 = time.perf_counter()
-        if self.cfg.batching.enabled:
-            embedding, batch_size = await self._embed_batched(item)
-        else:
-            embedding, batch_size = (await asyncio.to_thread(self.runner.embed_batch, [item]))[0], 1
-        t2 = time.perf_counter()
+        self.embeds_in_flight += 1
+        try:
+            t0 = time.perf_counter()
+            prepared, parsed = await self._prepare(request)
+            plane, position = slice_params(parsed["plane"], parsed["slice_position"])
+            item = self.runner.item(prepared, plane, position)
+            t1 = time.perf_counter()
+            # Alone in the replica, a request would only wait out the batch timeout: run it at once.
+            if self.cfg.batching.enabled and (self.embeds_in_flight > 1 or not self.cfg.batching.run_alone_at_once):
+                embedding, batch_size = await self._embed_batched(item)
+            else:
+                embedding, batch_size = (await asyncio.to_thread(self.runner.embed_batch, [item]))[0], 1
+            t2 = time.perf_counter()
+        finally:
+            self.embeds_in_flight -= 1
         return {
             "embedding": embedding.tolist(), "embedding_dim": int(embedding.shape[0]),
             "model": {"name": self.runner.name, "version": self.runner.version},
