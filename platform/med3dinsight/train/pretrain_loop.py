@@ -88,8 +88,9 @@ def pretrain_loop(config: dict[str, Any]) -> None:
             if rank == 0:
                 ckpt = checkpoint_from_state(unwrap(module), optimizer, scheduler, counters)
                 flush_metrics(store, cfg.experiment, pending)
-                write_data_position(store, cfg.experiment, counters["items"], counters["step"])
             pending = []
             ray.train.report(metrics, checkpoint=ckpt)
+            if rank == 0:  # after the report: a restart before it resumes from the previous checkpoint
+                write_data_position(store, cfg.experiment, counters["items"], counters["step"])
         elif counters["step"] % cfg.report_every == 0:  # the same steps on every rank: report is collective
             ray.train.report(metrics)
