@@ -19,7 +19,9 @@ from ray import serve
 
 from med3dinsight.config import parse_stage_args
 from med3dinsight.config.serve import ServeConfig
+from med3dinsight.io.store import Store
 from med3dinsight.serving.deploy import deploy, serve_until_interrupted
+from med3dinsight.serving.runner import locate_model
 from med3dinsight.utils.logs import setup_logging
 from med3dinsight.utils.ray_session import ray_session
 
@@ -28,12 +30,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     cfg = parse_stage_args(ServeConfig, argv, prog="jobs.serve")
     on_cluster = bool(cfg.ray.address or os.environ.get("RAY_ADDRESS"))
+    try:
+        locate_model(cfg.model, Store(cfg.store, cfg.store_options))  # fail before starting anything
+    except ValueError as e:
+        print(f"jobs.serve: {e}", file=sys.stderr)
+        return 1
     with ray_session(cfg.ray):
-        try:
-            url = deploy(cfg)
-        except ValueError as e:
-            print(f"jobs.serve: {e}", file=sys.stderr)
-            return 1
+        url = deploy(cfg)
         print(f"serving {cfg.model} at {url} (app {cfg.app_name!r}; OpenAPI at {url}/docs)", flush=True)
         if on_cluster:
             return 0  # the app is detached: it outlives this job on the cluster

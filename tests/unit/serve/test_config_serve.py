@@ -67,3 +67,10 @@ def test_app_builder_builds_without_deploying():
 
     app = app_builder({"config": str(ROOT / "configs" / "serve.yaml"), "model": "m", "replicas.autoscaling": "false"})
     assert isinstance(app, Application)
+
+
+def test_jobs_serve_refuses_a_missing_model_before_starting_ray(tmp_path, capsys):
+    from jobs.serve import main
+
+    assert main(["--config", str(ROOT / "configs" / "serve.yaml"), "model=nope", f"store={tmp_path}"]) == 1
+    assert "no export" in capsys.readouterr().err
