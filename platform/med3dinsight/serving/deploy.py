@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from pathlib import Path
 
@@ -43,7 +44,12 @@ def deploy(cfg: ServeConfig) -> str:
 
 
 def serve_until_interrupted(poll_s: float = 5.0) -> None:
-    """Block until Ctrl-C (embedded Ray: the app lives as long as this process)."""
+    """Block until Ctrl-C or SIGTERM (embedded Ray: the app lives as long as this process)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         while True:
             time.sleep(poll_s)
