@@ -29,6 +29,9 @@ class FinetuneDataConfig:
     class_names: list[str] = field(default_factory=list)
     """Names of classes 0..num_classes-1 (classification: the CSV's label values in this order; default:
     sorted unique labels)."""
+    modalities: list[str] = field(default_factory=list)
+    """Keep only labelled volumes of these modalities (e.g. [CT]: label ids mean different things across
+    modalities); empty keeps all."""
     val_fraction: float = 0.2
     split_seed: int = 0
     labelled_fraction: float = 1.0

@@ -66,8 +66,17 @@ def labelled_items(cfg: FinetuneConfig, store: Store) -> tuple[list[LabelledItem
             raise ValueError(f"label map {worst['label_source']} has labels up to {worst['num_classes'] - 1} "
                              f"but num_classes={cfg.num_classes}")  # fmt: skip
         items = [LabelledItem(p["image_volume_id"], p["label_volume_id"]) for p in pairs]
-        return items, list(cfg.data.class_names) or [f"class_{i}" for i in range(cfg.num_classes)]
-    return classification_items(cfg, store)
+        return _keep_modalities(items, cfg, store), list(cfg.data.class_names) or [
+            f"class_{i}" for i in range(cfg.num_classes)]  # fmt: skip
+    items, names = classification_items(cfg, store)
+    return _keep_modalities(items, cfg, store), names
+
+
+def _keep_modalities(items: list[LabelledItem], cfg: FinetuneConfig, store: Store) -> list[LabelledItem]:
+    if not cfg.data.modalities:
+        return items
+    modality = {r["volume_id"]: r["modality"] for r in read_catalog(store)}
+    return [it for it in items if modality.get(it.volume_id) in cfg.data.modalities]
 
 
 def classification_items(cfg: FinetuneConfig, store: Store) -> tuple[list[LabelledItem], list[str]]:
