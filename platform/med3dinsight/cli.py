@@ -77,14 +77,15 @@ def _demo(argv: Sequence[str]) -> int:
     parser.add_argument("--samples", default="storage/samples", help="where the sample volumes are written")
     parser.add_argument("--store", default="storage/local", help="store root")
     parser.add_argument("--tiny-models", default="storage/tiny_models", help="tiny captioner and CLIP folder")
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port of the demo endpoint (127.0.0.1)")
     args = parser.parse_args(argv)
     try:
-        outputs = run_demo(args.configs, args.samples, args.store, args.tiny_models)
+        outputs = run_demo(args.configs, args.samples, args.store, args.tiny_models, args.port)
     except ValueError as e:
         raise SystemExit(f"med3d demo: {e}") from None
     print("\noutputs:")
-    for name, path in outputs.items():
-        print(f"  {name:12s} {path}")
+    for name, value in outputs.items():
+        print(f"  {name:20s} {value}")
     return 0
 
 

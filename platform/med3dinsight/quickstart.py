@@ -1,13 +1,15 @@
 """The main job end to end on sample data, on one embedded local Ray (`make demo`, `med3d demo`).
 
 Synthetic CT/MR phantoms with label maps (plus nilearn's MNI152 template and one deliberately truncated
-file) -> ingest -> captions with tiny random models built on the spot. Nothing is downloaded.
+file) -> ingest -> captions with tiny random models built on the spot -> partial-OT pretraining ->
+segmentation fine-tune -> the exported encoder served over HTTP and queried once. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from med3dinsight.config import load_config
 from med3dinsight.config.caption import CaptionConfig
@@ -17,7 +19,9 @@ from med3dinsight.utils.ray_session import ray_session
 log = logging.getLogger(__name__)
 
 
-def run_demo(configs: str | Path, samples: str | Path, store: str | Path, tiny_models: str | Path) -> dict[str, Path]:
+def run_demo(
+    configs: str | Path, samples: str | Path, store: str | Path, tiny_models: str | Path, port: int = 8000
+) -> dict[str, Any]:
     """Run every stage of the quickstart and return where its outputs are.
 
     Args:
@@ -25,16 +29,21 @@ def run_demo(configs: str | Path, samples: str | Path, store: str | Path, tiny_m
         samples: where the sample inputs are written.
         store: the store root.
         tiny_models: where the tiny captioner and CLIP are built (reused when present).
+        port: HTTP port of the demo endpoint on 127.0.0.1.
 
     Raises:
         ValueError: on a missing config file or when a stage accepted nothing.
     """
+    from ray import serve
+
     from med3dinsight.captioning.pipeline import run_caption
     from med3dinsight.captioning.preflight import preflight
     from med3dinsight.ingest.pipeline import run_ingest
+    from med3dinsight.serving.deploy import serve_demo
+    from med3dinsight.train.quickstart import run_quickstart_training
 
     configs, samples, store = Path(configs), Path(samples), Path(store).resolve()
-    listing = write_demo_inputs(samples)
+    inputs, listing = write_demo_inputs(samples)
     ingest_cfg = load_config(
         IngestConfig, _stage_files(configs, "ingest"), [f"input={listing}", f"store={store}"]
     )
@@ -55,6 +64,11 @@ def run_demo(configs: str | Path, samples: str | Path, store: str | Path, tiny_m
         print(caption.format())
         if caption.exit_code:
             raise ValueError("the caption stage failed on the sample volumes")
+        training = run_quickstart_training(str(store), str(configs), str(samples), inputs, caption_cfg.run)
+        try:
+            url, width = serve_demo(str(store), str(training["encoder"]), inputs[0], str(configs), port)
+        finally:
+            serve.shutdown()
     run_dir = store / "captions" / caption_cfg.run
     return {
         "volumes": store / "volumes",
@@ -62,11 +76,18 @@ def run_demo(configs: str | Path, samples: str | Path, store: str | Path, tiny_m
         "fingerprint": store / "catalog" / "fingerprint.json",
         "captions": run_dir / "captions.parquet",
         "gallery": run_dir / "gallery.html",
+        **training,
+        "endpoint": f"{url}/v1/embed (was up during the demo)",
+        "embedding_width": width,
     }
 
 
-def write_demo_inputs(samples: Path) -> Path:
-    """Write the sample dataset plus one truncated file, and a list file naming them all."""
+def write_demo_inputs(samples: Path) -> tuple[list[str], Path]:
+    """Write the sample dataset plus one truncated file, and a list file naming them all.
+
+    Returns:
+        The sample image inputs (without the truncated file) and the list file.
+    """
     from med3dinsight.data.samples import write_sample_dataset
 
     inputs = write_sample_dataset(str(samples))
@@ -76,7 +97,7 @@ def write_demo_inputs(samples: Path) -> Path:
     broken.write_bytes(data[: len(data) // 2])
     listing = samples / "inputs.txt"
     listing.write_text("\n".join([*inputs, str(broken)]) + "\n")
-    return listing
+    return inputs, listing
 
 
 def _stage_files(configs: Path, stage: str) -> list[Path]:
