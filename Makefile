@@ -29,4 +29,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check platform jobs serve tests bench
 
 bench: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python bench/ingest.py
+	for b in ingest partial_ot caption train serve; do OMP_NUM_THREADS=1 $(BIN)/python bench/$$b.py || exit 1; done
