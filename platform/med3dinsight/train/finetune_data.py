@@ -65,9 +65,10 @@ def labelled_items(cfg: FinetuneConfig, store: Store) -> tuple[list[LabelledItem
             worst = too_many[0]
             raise ValueError(f"label map {worst['label_source']} has labels up to {worst['num_classes'] - 1} "
                              f"but num_classes={cfg.num_classes}")  # fmt: skip
-        items = [LabelledItem(p["image_volume_id"], p["label_volume_id"]) for p in pairs]
-        return _keep_modalities(items, cfg, store), list(cfg.data.class_names) or [
-            f"class_{i}" for i in range(cfg.num_classes)]  # fmt: skip
+        keep = cfg.data.modalities
+        items = [LabelledItem(p["image_volume_id"], p["label_volume_id"]) for p in pairs
+                 if not keep or p.get("modality") in keep]  # fmt: skip
+        return items, list(cfg.data.class_names) or [f"class_{i}" for i in range(cfg.num_classes)]
     items, names = classification_items(cfg, store)
     return _keep_modalities(items, cfg, store), names
 

@@ -6,7 +6,8 @@ the same voxel grid. The pairing lives in its own table, catalog/labels.parquet,
 the caption stage and the fingerprint read volumes.parquet and must not see label maps as images.
 
     catalog/labels.parquet  image_volume_id, label_volume_id, image_source, label_source, status (ok |
-                            rejected), message, num_classes (max label + 1), shape (z, y, x)
+                            rejected), message, num_classes (max label + 1), shape (z, y, x), modality
+                            (of the image)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from med3dinsight.io.store import Store
 LABELS_SCHEMA = pa.schema([
     ("image_volume_id", pa.string()), ("label_volume_id", pa.string()), ("image_source", pa.string()),
     ("label_source", pa.string()), ("status", pa.string()), ("message", pa.string()), ("num_classes", pa.int64()),
-    ("shape", pa.list_(pa.int64())),
+    ("shape", pa.list_(pa.int64())), ("modality", pa.string()),
 ])  # fmt: skip
 
 
@@ -62,7 +63,7 @@ def ingest_label_pair(image: str, label: str, cfg: IngestConfig, store: Store) -
     if list(image_row["shape"]) != list(label_row["shape"]):
         return {**row, "message": f"label grid {label_row['shape']} differs from image grid {image_row['shape']}"}
     return {**row, "status": "ok", "message": None, "num_classes": int(label_row["max"]) + 1,
-            "shape": list(image_row["shape"])}  # fmt: skip
+            "shape": list(image_row["shape"]), "modality": image_row["modality"]}  # fmt: skip
 
 
 def ingest_labels(pairs: list[tuple[str, str]], cfg: IngestConfig, store: Store) -> list[dict[str, Any]]:
