@@ -34,6 +34,8 @@ class Backbone(nn.Module):
         self.cfg = cfg
         self.encoder = encoder
         self.decoder = decoder
+        if cfg.bf16_autocast:
+            norms_in_float32(self)
 
     @property
     def token_dim(self) -> int:
@@ -61,6 +63,46 @@ def build_backbone(cfg: BackboneConfig) -> Backbone:
     from med3dinsight.models import monai_backbones  # MONAI is imported only when asked for
 
     return monai_backbones.build(cfg, Backbone)
+
+
+class _Float32Norm(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.float())
+
+
+class Float32InstanceNorm3d(_Float32Norm, nn.InstanceNorm3d):
+    """InstanceNorm3d that computes in float32 inside autocast."""
+
+
+class Float32GroupNorm(_Float32Norm, nn.GroupNorm):
+    """GroupNorm that computes in float32 inside autocast."""
+
+
+class Float32LayerNorm(_Float32Norm, nn.LayerNorm):
+    """LayerNorm that computes in float32 inside autocast."""
+
+
+class Float32BatchNorm3d(_Float32Norm, nn.BatchNorm3d):
+    """BatchNorm3d that computes in float32 inside autocast."""
+
+
+_FLOAT32_NORMS = {
+    nn.InstanceNorm3d: Float32InstanceNorm3d, nn.GroupNorm: Float32GroupNorm,
+    nn.LayerNorm: Float32LayerNorm, nn.BatchNorm3d: Float32BatchNorm3d,
+}  # fmt: skip
+
+
+def norms_in_float32(module: nn.Module) -> None:
+    """Make every normalisation layer under `module` compute in float32, even inside bf16 autocast.
+
+    Autocast leaves these in bf16 on CPU; an instance norm over the few voxels of a deep bottleneck then
+    gave non-finite gradients (seen with SwinUNETR at 64^3). Their cost is negligible next to the convs.
+    The class swap keeps parameters and state-dict keys, and pickles and deep-copies like the original.
+    """
+    for norm in module.modules():
+        if type(norm) in _FLOAT32_NORMS:
+            norm.__class__ = _FLOAT32_NORMS[type(norm)]
 
 
 def maybe_checkpoint(enabled: bool, fn: Callable[..., Tensor], *args: Tensor) -> Tensor:

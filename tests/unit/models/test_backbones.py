@@ -56,3 +56,25 @@ def test_unet_small_trains_in_a_few_steps(tiny_backbone):
 def test_config_errors(overrides, match):
     with pytest.raises(ConfigError, match=match):
         load_config(BackboneConfig, overrides=overrides)
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_bf16_norms_run_in_float32(seed, tiny_backbone):
+    """Seeds 2 and 3 gave non-finite SwinUNETR bottleneck gradients while norms ran in bf16 on CPU."""
+    cfg = tiny_backbone("swin_unetr", bf16_autocast=True)
+    torch.manual_seed(seed)
+    model = build_backbone(cfg)
+    plain = build_backbone(tiny_backbone("swin_unetr"))
+    assert model.state_dict().keys() == plain.state_dict().keys()
+    assert any(type(m).__name__.startswith("Float32") for m in model.modules())
+    threads_before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):  # the reduction order, and so the rounding, depends on the thread count
+            torch.set_num_threads(threads)
+            model.zero_grad()
+            x = torch.randn(1, 1, 64, 64, 64)
+            tokens, recon = model(x)
+            ((recon - x).square().mean() + tokens.square().mean()).backward()
+            assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+    finally:
+        torch.set_num_threads(threads_before)
