@@ -10,11 +10,12 @@ export TRANSFORMERS_OFFLINE := 1
 .PHONY: setup demo test lint bench
 
 # torch==2.13.0 goes first: it is a CPU wheel on disk, and nothing after it may pull a CUDA build.
-$(STAMP): pyproject.toml
+# constraints.txt pins the rest to versions tested together.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install torch==2.13.0
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 setup: $(STAMP)
