@@ -2,17 +2,23 @@
 
     med3d ingest --config configs/ingest.yaml input=... store=...
     med3d caption --config configs/caption.yaml configs/quickstart/caption.yaml store=...
+    med3d pretrain --config configs/pretrain.yaml configs/quickstart/pretrain.yaml experiment=... store=...
+    med3d finetune --config configs/finetune/seg.yaml configs/quickstart/finetune.yaml experiment=... encoder=...
+    med3d sweep --config configs/quickstart/sweep.yaml experiment=... store=...
+    med3d serve --config configs/serve.yaml configs/quickstart/serve.yaml model=...   # until Ctrl-C
     med3d tiny-models storage/tiny_models      # tiny random VLM + CLIP for the caption quickstart
     med3d sample-data storage/samples          # write the synthetic sample volumes
-    med3d demo                                 # sample data -> ingest, on an embedded local Ray
+    med3d demo                                 # every stage on the sample data, on an embedded local Ray
     med3d embed FILE --url http://127.0.0.1:8000   # embed a volume with a deployed encoder (jobs.serve)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from med3dinsight.config import ConfigError, parse_stage_args
 from med3dinsight.config.ingest import IngestConfig
@@ -44,6 +50,60 @@ def _caption(argv: Sequence[str]) -> int:
         summary = run_caption(cfg)
     print(summary.format())
     return summary.exit_code
+
+
+def _run_training_stage(prog: str, schema: type, run: Callable[[Any], dict[str, Any]], argv: Sequence[str]) -> int:
+    """Like jobs.pretrain/finetune/sweep: exit 2 on bad config or inputs, 1 when training failed."""
+    cfg = parse_stage_args(schema, argv, prog=prog)
+    with ray_session(cfg.ray):
+        try:
+            outputs = run(cfg)
+        except ValueError as e:
+            print(f"{prog}: {e}", file=sys.stderr)
+            return 2
+        except RuntimeError as e:
+            print(f"{prog}: {e}", file=sys.stderr)
+            return 1
+    print(json.dumps(outputs, indent=2, default=str))
+    return 0
+
+
+def _pretrain(argv: Sequence[str]) -> int:
+    from med3dinsight.config.pretrain import PretrainConfig
+    from med3dinsight.train.pretrain import run_pretrain
+
+    return _run_training_stage("med3d pretrain", PretrainConfig, run_pretrain, argv)
+
+
+def _finetune(argv: Sequence[str]) -> int:
+    from med3dinsight.config.finetune import FinetuneConfig
+    from med3dinsight.train.finetune import run_finetune
+
+    return _run_training_stage("med3d finetune", FinetuneConfig, run_finetune, argv)
+
+
+def _sweep(argv: Sequence[str]) -> int:
+    from med3dinsight.config.sweep import SweepConfig
+    from med3dinsight.tune.sweep import run_sweep
+
+    return _run_training_stage("med3d sweep", SweepConfig, run_sweep, argv)
+
+
+def _serve(argv: Sequence[str]) -> int:
+    from ray import serve
+
+    from med3dinsight.config.serve import ServeConfig
+    from med3dinsight.serving.deploy import deploy, serve_until_interrupted
+
+    cfg = parse_stage_args(ServeConfig, argv, prog="med3d serve")
+    with ray_session(cfg.ray):
+        url = deploy(cfg)
+        print(f"serving {cfg.model} at {url} (OpenAPI at {url}/docs); Ctrl-C stops", flush=True)
+        try:
+            serve_until_interrupted()
+        finally:
+            serve.shutdown()
+    return 0
 
 
 def _tiny_models(argv: Sequence[str]) -> int:
@@ -97,6 +157,10 @@ def _embed(argv: Sequence[str]) -> int:
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "ingest": _ingest,
+    "pretrain": _pretrain,
+    "finetune": _finetune,
+    "sweep": _sweep,
+    "serve": _serve,
     "caption": _caption,
     "tiny-models": _tiny_models,
     "sample-data": _sample_data,

@@ -1,0 +1,21 @@
+"""`med3d` dispatches every stage; a bad key exits 2 naming it, before Ray starts."""
+
+import pytest
+
+from med3dinsight.cli import COMMANDS, main
+
+
+def test_every_stage_has_a_command() -> None:
+    assert {"ingest", "caption", "pretrain", "finetune", "sweep", "serve", "embed", "demo"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("stage", ["ingest", "caption", "pretrain", "finetune", "sweep", "serve"])
+def test_bad_key_exits_2(stage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([stage, "no_such_key=1"])
+    assert exit_info.value.code == 2
+    assert "no_such_key" in capsys.readouterr().err
+
+
+def test_unknown_command() -> None:
+    assert main(["nope"]) == 2
