@@ -119,7 +119,7 @@ def main() -> None:
     result: dict[str, float | int | str] = {"volumes": args.volumes, "shape_zyx": "x".join(map(str, args.shape))}
     with ray_session(RayConfig(num_cpus=2, progress_bars=False)):
         # Ray Data start-up and each worker's first imports are not ingest work.
-        ingest_sources(sources[:2], cfg, Store(str(work / "warmup")))
+        ingest_sources(sources[:4], cfg, Store(str(work / "warmup")))
         t_ray = time_ingest(work, cfg, sources, parallel=True)
     t_loop = time_ingest(work, cfg, sources, parallel=False)
     result |= {"ray_s": round(t_ray, 2), "loop_s": round(t_loop, 2), "parallel_speedup": round(t_loop / t_ray, 3)}
