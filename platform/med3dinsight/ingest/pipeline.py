@@ -20,6 +20,7 @@ from med3dinsight.io.sources import Source
 from med3dinsight.io.store import Store
 
 log = logging.getLogger(__name__)
+BACKPRESSURE_POLICIES_KEY = "backpressure_policies.enabled"  # ray.data._internal.execution.backpressure_policy
 
 
 @dataclass(slots=True)
@@ -68,6 +69,10 @@ def ingest_sources(sources: list[Source], cfg: IngestConfig, store: Store) -> li
     """Run `ingest_volume` on every source as one Ray task each; rows come back in source order."""
     items = [{"source": json.dumps(asdict(s))} for s in sources]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
+    # Each task writes its volume straight to the store and returns a ~1 KB row, so object-store
+    # backpressure has nothing to protect; its budget for not-yet-measured outputs ran the first task
+    # alone (bench/ingest.py: 8 volumes on 2 CPUs took ~1 task longer). CPUs still bound concurrency.
+    ds.context.set_config(BACKPRESSURE_POLICIES_KEY, [])
     cfg_dict = config_to_dict(cfg)
     ds = ds.map(
         _ingest_item,
