@@ -66,3 +66,11 @@ def test_entry_point_exits_2_naming_the_key() -> None:
     )
     assert out.returncode == 2
     assert "zarr.bogus" in out.stderr
+
+
+def test_relative_local_store_is_pinned_to_cwd(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config(IngestConfig, overrides=["input=x", "store=storage/local"]).store == str(
+        tmp_path / "storage" / "local"
+    )
+    assert load_config(IngestConfig, overrides=["input=x", "store=s3://bucket/m3d"]).store == "s3://bucket/m3d"

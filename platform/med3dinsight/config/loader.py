@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,11 +64,24 @@ def load_config(
         except OmegaConfBaseException as e:
             raise ConfigError(f"{origin}: key '{_full_key(e)}': {_first_line(e)}") from None
     try:
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         raise ConfigError(f"key '{_full_key(e)}': {_first_line(e)}") from None
     except ValueError as e:  # a schema's __post_init__ validation; its message names the key
         raise ConfigError(str(e)) from None
+    _absolute_store(cfg)
+    return cfg  # type: ignore[return-value]
+
+
+def _absolute_store(cfg: Any) -> None:
+    """Pin a relative local `store` to this process's working directory.
+
+    Ray Train workers run in another directory, so `store=storage/local` must be resolved where the
+    user typed it, before the config crosses a process boundary.
+    """
+    store = getattr(cfg, "store", None)
+    if isinstance(store, str) and store and "://" not in store and not os.path.isabs(store):
+        cfg.store = os.path.abspath(store)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
