@@ -11,33 +11,19 @@ inputs (no labels, an encoder of another architecture), 1 when training failed.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 
-from med3dinsight.config import parse_stage_args
 from med3dinsight.config.finetune import FinetuneConfig
 from med3dinsight.utils.logs import setup_logging
-from med3dinsight.utils.ray_session import ray_session
+from med3dinsight.utils.stage_runner import run_training_stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from med3dinsight.train.finetune import run_finetune
 
     setup_logging()
-    cfg = parse_stage_args(FinetuneConfig, argv, prog="jobs.finetune")
-    with ray_session(cfg.ray):
-        try:
-            outputs = run_finetune(cfg)
-        except ValueError as e:
-            print(f"jobs.finetune: {e}", file=sys.stderr)
-            return 2
-        except RuntimeError as e:
-            print(f"jobs.finetune: {e}", file=sys.stderr)
-            return 1
-    for name, value in outputs.items():
-        print(f"{name:10s} {json.dumps(value) if isinstance(value, dict) else value}")
-    return 0
+    return run_training_stage("jobs.finetune", FinetuneConfig, run_finetune, argv)
 
 
 if __name__ == "__main__":

@@ -13,31 +13,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from med3dinsight.config import parse_stage_args
 from med3dinsight.config.pretrain import PretrainConfig
 from med3dinsight.utils.logs import setup_logging
-from med3dinsight.utils.ray_session import ray_session
+from med3dinsight.utils.stage_runner import run_training_stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from med3dinsight.train.pretrain import check_pretrain_inputs, run_pretrain
 
     setup_logging()
-    cfg = parse_stage_args(PretrainConfig, argv, prog="jobs.pretrain")
-    try:
-        check_pretrain_inputs(cfg)
-    except ValueError as e:
-        print(f"jobs.pretrain: {e}", file=sys.stderr)
-        return 2
-    with ray_session(cfg.ray):
-        try:
-            outputs = run_pretrain(cfg)
-        except RuntimeError as e:
-            print(f"jobs.pretrain: {e}", file=sys.stderr)
-            return 1
-    for name, path in outputs.items():
-        print(f"{name:10s} {path}")
-    return 0
+    return run_training_stage("jobs.pretrain", PretrainConfig, run_pretrain, argv, check=check_pretrain_inputs)
 
 
 if __name__ == "__main__":

@@ -10,32 +10,19 @@ best_config.yaml. Exits 2 on a config error, 1 when no trial produced the metric
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 
-from med3dinsight.config import parse_stage_args
 from med3dinsight.config.sweep import SweepConfig
 from med3dinsight.utils.logs import setup_logging
-from med3dinsight.utils.ray_session import ray_session
+from med3dinsight.utils.stage_runner import run_training_stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from med3dinsight.tune.sweep import run_sweep
 
     setup_logging()
-    cfg = parse_stage_args(SweepConfig, argv, prog="jobs.sweep")
-    with ray_session(cfg.ray):
-        try:
-            outputs = run_sweep(cfg)
-        except ValueError as e:
-            print(f"jobs.sweep: {e}", file=sys.stderr)
-            return 2
-        except RuntimeError as e:
-            print(f"jobs.sweep: {e}", file=sys.stderr)
-            return 1
-    print(json.dumps(outputs, indent=2, default=str))
-    return 0
+    return run_training_stage("jobs.sweep", SweepConfig, run_sweep, argv)
 
 
 if __name__ == "__main__":

@@ -15,15 +15,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from med3dinsight.config import ConfigError, parse_stage_args
 from med3dinsight.config.ingest import IngestConfig
 from med3dinsight.utils.logs import setup_logging
 from med3dinsight.utils.ray_session import ray_session
+from med3dinsight.utils.stage_runner import run_training_stage
 
 
 def _ingest(argv: Sequence[str]) -> int:
@@ -52,41 +51,25 @@ def _caption(argv: Sequence[str]) -> int:
     return summary.exit_code
 
 
-def _run_training_stage(prog: str, schema: type, run: Callable[[Any], dict[str, Any]], argv: Sequence[str]) -> int:
-    """Like jobs.pretrain/finetune/sweep: exit 2 on bad config or inputs, 1 when training failed."""
-    cfg = parse_stage_args(schema, argv, prog=prog)
-    with ray_session(cfg.ray):
-        try:
-            outputs = run(cfg)
-        except ValueError as e:
-            print(f"{prog}: {e}", file=sys.stderr)
-            return 2
-        except RuntimeError as e:
-            print(f"{prog}: {e}", file=sys.stderr)
-            return 1
-    print(json.dumps(outputs, indent=2, default=str))
-    return 0
-
-
 def _pretrain(argv: Sequence[str]) -> int:
     from med3dinsight.config.pretrain import PretrainConfig
-    from med3dinsight.train.pretrain import run_pretrain
+    from med3dinsight.train.pretrain import check_pretrain_inputs, run_pretrain
 
-    return _run_training_stage("med3d pretrain", PretrainConfig, run_pretrain, argv)
+    return run_training_stage("med3d pretrain", PretrainConfig, run_pretrain, argv, check=check_pretrain_inputs)
 
 
 def _finetune(argv: Sequence[str]) -> int:
     from med3dinsight.config.finetune import FinetuneConfig
     from med3dinsight.train.finetune import run_finetune
 
-    return _run_training_stage("med3d finetune", FinetuneConfig, run_finetune, argv)
+    return run_training_stage("med3d finetune", FinetuneConfig, run_finetune, argv)
 
 
 def _sweep(argv: Sequence[str]) -> int:
     from med3dinsight.config.sweep import SweepConfig
     from med3dinsight.tune.sweep import run_sweep
 
-    return _run_training_stage("med3d sweep", SweepConfig, run_sweep, argv)
+    return run_training_stage("med3d sweep", SweepConfig, run_sweep, argv)
 
 
 def _serve(argv: Sequence[str]) -> int:

@@ -19,3 +19,11 @@ def test_bad_key_exits_2(stage: str, capsys: pytest.CaptureFixture[str]) -> None
 
 def test_unknown_command() -> None:
     assert main(["nope"]) == 2
+
+
+def test_training_stage_without_inputs_exits_2_before_ray(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    import ray
+
+    code = main(["pretrain", f"store={tmp_path}", "experiment=x"])
+    assert code == 2 and "no captions" in capsys.readouterr().err
+    assert not ray.is_initialized()
