@@ -21,9 +21,11 @@ def test_unknown_command() -> None:
     assert main(["nope"]) == 2
 
 
-def test_training_stage_without_inputs_exits_2_before_ray(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    import ray
+def test_training_stage_without_inputs_exits_2_before_ray(
+    tmp_path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from med3dinsight.utils import stage_runner
 
+    monkeypatch.setattr(stage_runner, "ray_session", lambda *a: pytest.fail("Ray started before the input check"))
     code = main(["pretrain", f"store={tmp_path}", "experiment=x"])
     assert code == 2 and "no captions" in capsys.readouterr().err
-    assert not ray.is_initialized()
