@@ -91,7 +91,7 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
         log.warning("caption: skipping %s", message)
     captioner, embedder = captioner_record(cfg.captioner, cfg.render), embedder_record(cfg.embedder)
     check_run_embedder(paths, embedder)
-    save_config(cfg, paths.path("config.yaml"), None if store.is_local else store.fs)
+    save_config(cfg, paths.path("config.yaml"), store.fs)
     pid = prompt_id(cfg.captioner)
     done = finished_keys(paths, captioner["captioner_id"], pid)
     pending = [v for v in volumes if v.pending(done.get(v.volume_id, set()))]

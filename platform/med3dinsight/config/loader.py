@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import fsspec
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -90,14 +91,10 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def save_config(cfg: Any, path: str, fs: Any = None) -> None:
-    """Write the resolved config as YAML at `path` (local path, or a path on fsspec filesystem `fs`)."""
-    text = OmegaConf.to_yaml(OmegaConf.create(config_to_dict(cfg)))
-    if fs is None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text)
-    else:
-        with fs.open(path, "w") as f:
-            f.write(text)
+    """Write the resolved config as YAML at `path` on fsspec filesystem `fs` (default: the local one)."""
+    fs = fs or fsspec.filesystem("file", auto_mkdir=True)
+    with fs.open(path, "w") as f:
+        f.write(OmegaConf.to_yaml(OmegaConf.create(config_to_dict(cfg))))
 
 
 def parse_stage_args(schema: type[T], argv: Sequence[str] | None, prog: str) -> T:

@@ -17,7 +17,7 @@ from med3dinsight.ingest.fingerprint import compute_fingerprint
 from med3dinsight.io.catalog import merge_rows, read_catalog, write_catalog
 from med3dinsight.io.discover import discover_sources
 from med3dinsight.io.sources import Source
-from med3dinsight.io.store import Store
+from med3dinsight.io.store import Store, atomic_write
 
 log = logging.getLogger(__name__)
 BACKPRESSURE_POLICIES_KEY = "backpressure_policies.enabled"  # ray.data._internal.execution.backpressure_policy
@@ -139,4 +139,4 @@ def _write_if_changed(store: Store, path: str, payload: dict[str, Any]) -> None:
         with store.fs.open(path, "r") as f:
             if f.read() == text:
                 return
-    store.fs.pipe_file(path, text.encode())
+    atomic_write(store, path, text.encode())

@@ -88,7 +88,7 @@ def run_finetune(cfg: FinetuneConfig, callbacks: list[Any] | None = None) -> dic
     items, class_names = labelled_items(cfg, store)
     train, val = split_items(items, cfg.data.val_fraction, cfg.data.split_seed, cfg.data.labelled_fraction)
     run = store.path("runs", cfg.experiment)
-    save_config(cfg, f"{run}/config.yaml", None if store.is_local else store.fs)
+    save_config(cfg, f"{run}/config.yaml", store.fs)
     split = {"train": [dataclasses.asdict(i) for i in train], "val": [dataclasses.asdict(i) for i in val]}
     store.fs.pipe_file(f"{run}/split.json", json.dumps(split, indent=2).encode())
     trainer = TorchTrainer(

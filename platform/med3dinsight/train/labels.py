@@ -20,10 +20,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from med3dinsight.captioning.outputs import atomic_write
 from med3dinsight.config.ingest import IngestConfig
 from med3dinsight.io.discover import discover_sources
-from med3dinsight.io.store import Store
+from med3dinsight.io.store import Store, atomic_write
 
 LABELS_SCHEMA = pa.schema([
     ("image_volume_id", pa.string()), ("label_volume_id", pa.string()), ("image_source", pa.string()),

@@ -81,7 +81,7 @@ def run_pretrain(cfg: PretrainConfig, callbacks: list[Any] | None = None) -> dic
 
     index = check_pretrain_inputs(cfg)
     store = Store(cfg.store, cfg.store_options)
-    save_config(cfg, store.path("runs", cfg.experiment, "config.yaml"), None if store.is_local else store.fs)
+    save_config(cfg, store.path("runs", cfg.experiment, "config.yaml"), store.fs)
     cfg_dict = config_to_dict(cfg)
     trainer = TorchTrainer(
         _worker_entry,

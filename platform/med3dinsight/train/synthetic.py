@@ -13,10 +13,10 @@ import json
 import numpy as np
 import pyarrow as pa
 
-from med3dinsight.captioning.outputs import PART_SCHEMA, TABLE_COLUMNS, RunPaths, atomic_write, table_bytes
+from med3dinsight.captioning.outputs import PART_SCHEMA, TABLE_COLUMNS, RunPaths, table_bytes
 from med3dinsight.captioning.slicing import sample_slices
 from med3dinsight.io.catalog import ok_volume_ids, read_catalog
-from med3dinsight.io.store import Store
+from med3dinsight.io.store import Store, atomic_write
 from med3dinsight.io.volume_reader import open_volume
 from med3dinsight.models.psat import PLANES
 

@@ -148,7 +148,7 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     best = grid.get_best_result(metric=metric, mode=mode, filter_nan_and_inf=True)
     best_cfg = stage_config(cfg, best.config, f"{cfg.experiment}-best")
     best_config = store.path("runs", cfg.experiment, "best_config.yaml")
-    save_config(best_cfg, best_config, None if store.is_local else store.fs)
+    save_config(best_cfg, best_config, store.fs)
     summary = {"params": best.config, "metric": metric, "value": (best.metrics or {}).get(metric),
                "trial_path": best.path, "num_trials": len(grid)}  # fmt: skip
     store.fs.pipe_file(store.path("runs", cfg.experiment, "best.json"), json.dumps(summary, indent=2).encode())
