@@ -100,16 +100,24 @@ def ingest_one(source: Source, cfg: IngestConfig, store: Store) -> dict[str, Any
 
 
 def limit_threads(num_threads: int) -> None:
-    """Make SimpleITK filters and Blosc use the CPUs Ray reserved for this task, no more.
+    """Make SimpleITK filters, Blosc and zarr's codec pool use the CPUs Ray reserved for this task, no more.
 
-    Both default to every core; with one task per core that oversubscribes the node, and parallelism
-    across volumes beats parallelism inside one.
+    All three default to every core; with one task per core that oversubscribes the node, and
+    parallelism across volumes beats parallelism inside one.
     """
     import numcodecs.blosc
     import SimpleITK as sitk
+    import zarr
+    import zarr.core.sync
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(num_threads)
     numcodecs.blosc.set_nthreads(num_threads)
+    zarr.config.set({"threading.max_workers": num_threads})
+    # zarr encodes chunks on its event loop's default executor, made once per process; the setting
+    # above only shapes the next one, so replace a pool of another size (zarr 3.1 keeps it here).
+    pool = zarr.core.sync._executor
+    if pool is not None and pool._max_workers != num_threads:
+        zarr.core.sync.cleanup_resources()
 
 
 def summarize(rows: list[dict[str, Any]], max_failure_ratio: float) -> IngestSummary:
