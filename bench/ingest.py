@@ -33,6 +33,12 @@ from med3dinsight.io.volume_reader import open_volume
 from med3dinsight.utils.ray_session import ray_session
 
 CROP = 96
+SWEEP = [
+    ("pcodec", [64] * 3, None), ("pcodec", [128] * 3, None), ("pcodec", [32] * 3, [128] * 3),
+    ("blosc-zstd", [64] * 3, None), ("blosc-zstd", [128] * 3, None), ("blosc-zstd", [32] * 3, [128] * 3),
+    ("blosc-lz4", [64] * 3, None), ("zstd", [64] * 3, None),
+]  # fmt: skip
+"""(codec, chunk, shard) layouts `--sweep` compares."""
 
 
 def folder_bytes(path: Path) -> int:
@@ -75,7 +81,8 @@ def time_ingest(work: Path, cfg: IngestConfig, sources, parallel: bool) -> float
 
 
 def crop_figures(work: Path, cfg: IngestConfig, nii: Path, crops: int) -> dict[str, float]:
-    store = Store(str(work / f"store_{cfg.zarr.codec}_{cfg.zarr.chunk[0]}"))
+    layout = "_".join(map(str, [cfg.zarr.codec, *cfg.zarr.chunk, *(cfg.zarr.shard or [])]))
+    store = Store(str(work / f"store_{layout}"))
     [row] = [ingest_one(s, cfg, store) for s in discover_sources(str(nii))]
     volume = open_volume(store, row["volume_id"], cache=ChunkCache(512 << 20))
     cold = open_volume(store, row["volume_id"], cache=None)
@@ -135,13 +142,15 @@ def main() -> None:
         "store_crops_per_s": round(figures["store_crops_per_s"], 1),
     }
     if args.sweep:
-        for codec in ("blosc-zstd", "blosc-lz4", "zstd"):
-            for chunk in (64, 128):
-                c = load_config(IngestConfig, data={**cfg_dict(cfg), "zarr": {"codec": codec, "chunk": [chunk] * 3}})
-                f = crop_figures(work, c, raw / "ct_0.nii.gz", args.crops)
-                size_ratio = round(f["store_bytes"] / f["niigz_bytes"], 3)
-                crops = round(f["store_crops_per_s"], 1)
-                print(json.dumps({"codec": codec, "chunk": chunk, "size_ratio": size_ratio, "crops_per_s": crops}))
+        for codec, chunk, shard in SWEEP:
+            zarr_cfg = {"codec": codec, "chunk": chunk, "shard": shard}
+            c = load_config(IngestConfig, data={**cfg_dict(cfg), "zarr": zarr_cfg})
+            f = crop_figures(work, c, raw / "ct_0.nii.gz", args.crops)
+            print(json.dumps({**zarr_cfg,
+                              "size_ratio": round(f["store_bytes"] / f["niigz_bytes"], 3),
+                              "level0_ratio": round(f["store_level0_bytes"] / f["niigz_bytes"], 3),
+                              "crops_per_s": round(f["store_crops_per_s"], 1),
+                              "cold_crops_per_s": round(f["store_cold_crops_per_s"], 1)}))  # fmt: skip
     print(json.dumps(result))
 
 

@@ -9,7 +9,9 @@ from omegaconf import MISSING
 from med3dinsight.config.common import RayConfig
 
 MODALITIES = ("auto", "CT", "MR")
-CODECS = ("blosc-zstd", "blosc-lz4", "zstd", "none")
+CODEC_LEVELS = {"pcodec": (0, 12, 8), "blosc-zstd": (0, 9, 5), "blosc-lz4": (0, 9, 5), "zstd": (1, 22, 3), "none": (0, 0, 0)}
+"""codec -> (lowest, highest, default) compression level."""
+CODECS = tuple(CODEC_LEVELS)
 
 
 @dataclass(slots=True)
@@ -65,22 +67,37 @@ class ZarrConfig:
     """How volumes are laid out in the store (defaults chosen by bench/ingest.py)."""
 
     chunk: list[int] = field(default_factory=lambda: [64, 64, 64])
-    """Chunk shape (z, y, x) of every pyramid level (clipped to the level's shape)."""
-    codec: str = "blosc-zstd"
-    """blosc-zstd and blosc-lz4 use byte shuffle; zstd is plain; none stores raw bytes."""
-    clevel: int = 5
+    """Chunk shape (z, y, x): the unit of compression and of reading (clipped to each level's shape)."""
+    shard: list[int] | None = None
+    """Shard shape (z, y, x), a multiple of `chunk`: one stored object per shard holding many chunks
+    (fewer files / S3 objects); null stores one object per chunk."""
+    codec: str = "pcodec"
+    """pcodec (images; 8-bit label maps fall back to blosc-zstd), blosc-zstd / blosc-lz4 (byte shuffle),
+    zstd, or none (raw bytes)."""
+    clevel: int | None = None
+    """Compression level (CODEC_LEVELS gives each codec's range); null takes the codec's default."""
     levels: int = 3
     """Pyramid levels, each 2x downsampled in every axis (stops early once an axis would drop below 8)."""
 
     def __post_init__(self) -> None:
         if len(self.chunk) != 3 or any(c < 1 for c in self.chunk):
             raise ValueError(f"zarr.chunk must be 3 positive ints (z, y, x), got {self.chunk}")
+        if self.shard is not None and (
+            len(self.shard) != 3 or any(s < c or s % c for s, c in zip(self.shard, self.chunk, strict=False))
+        ):
+            raise ValueError(f"zarr.shard must be 3 ints, each a multiple of zarr.chunk {self.chunk}, got {self.shard}")
         if self.codec not in CODECS:
             raise ValueError(f"zarr.codec must be one of {CODECS}, got {self.codec!r}")
-        if not 0 <= self.clevel <= 9:
-            raise ValueError(f"zarr.clevel must be in 0..9, got {self.clevel}")
+        low, high, _ = CODEC_LEVELS[self.codec]
+        if self.clevel is not None and not low <= self.clevel <= high:
+            raise ValueError(f"zarr.clevel must be in {low}..{high} for {self.codec}, got {self.clevel}")
         if self.levels < 2:
             raise ValueError(f"zarr.levels must be >= 2 (a multiscale pyramid), got {self.levels}")
+
+    @property
+    def level(self) -> int:
+        """The compression level in effect (`clevel`, or the codec's default)."""
+        return CODEC_LEVELS[self.codec][2] if self.clevel is None else self.clevel
 
 
 @dataclass(slots=True)

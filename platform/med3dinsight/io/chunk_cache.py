@@ -77,32 +77,34 @@ def read_box(
     Returns:
         A new array of shape high - low and the array's dtype.
     """
-    box = tuple(slice(int(a), int(b)) for a, b in zip(low_zyx, high_zyx, strict=True))
+    low = [int(v) for v in low_zyx]
+    high = [int(v) for v in high_zyx]
     if cache is None or cache.max_bytes == 0:
-        return array[box]
-    chunk_shape = np.asarray(array.chunks, dtype=np.int64)
-    shape = np.asarray(array.shape, dtype=np.int64)
-    first, last = low_zyx // chunk_shape, (high_zyx - 1) // chunk_shape
-    indices = list(itertools.product(*(range(int(a), int(b) + 1) for a, b in zip(first, last, strict=True))))
-    chunks = {idx: cache.get((*key, idx)) for idx in indices}
-    missing = np.asarray([idx for idx, chunk in chunks.items() if chunk is None], dtype=np.int64)
-    if len(missing):
-        m_low = missing.min(axis=0) * chunk_shape
-        m_high = np.minimum((missing.max(axis=0) + 1) * chunk_shape, shape)
-        fetched = array[tuple(slice(int(a), int(b)) for a, b in zip(m_low, m_high, strict=True))]
-        for idx in map(tuple, missing):
-            c_low = np.asarray(idx) * chunk_shape - m_low
-            c_high = np.minimum(c_low + chunk_shape, m_high - m_low)
-            chunk = fetched[tuple(slice(int(a), int(b)) for a, b in zip(c_low, c_high, strict=True))].copy()
+        return array[tuple(map(slice, low, high))]
+    step = [int(c) for c in array.chunks]
+    spans = [range(lo // c, (hi - 1) // c + 1) for lo, hi, c in zip(low, high, step, strict=True)]
+    # Plain ints from here on: a 96^3 crop of 32^3 chunks touches 64 of them, and numpy scalar
+    # arithmetic per chunk would cost more than copying the voxels.
+    chunks = {idx: cache.get((*key, idx)) for idx in itertools.product(*spans)}
+    missing = [idx for idx, chunk in chunks.items() if chunk is None]
+    if missing:
+        m_low = [min(idx[a] for idx in missing) * step[a] for a in range(3)]
+        m_high = [min((max(idx[a] for idx in missing) + 1) * step[a], array.shape[a]) for a in range(3)]
+        fetched = array[tuple(map(slice, m_low, m_high))]
+        for idx in missing:
+            c_low = [i * c - m for i, c, m in zip(idx, step, m_low, strict=True)]
+            chunk = fetched[tuple(slice(a, min(a + c, n)) for a, c, n in zip(c_low, step, fetched.shape, strict=True))]
+            chunk = chunk.copy()
             chunk.flags.writeable = False
             chunks[idx] = chunk
             cache.put((*key, idx), chunk)
-    out = np.empty(tuple(int(v) for v in high_zyx - low_zyx), dtype=array.dtype)
+    out = np.empty([hi - lo for lo, hi in zip(low, high, strict=True)], dtype=array.dtype)
     for idx, chunk in chunks.items():
-        c_low = np.asarray(idx) * chunk_shape
-        lo = np.maximum(c_low, low_zyx)
-        hi = np.minimum(c_low + chunk_shape, high_zyx)
-        dst = tuple(slice(int(a), int(b)) for a, b in zip(lo - low_zyx, hi - low_zyx, strict=True))
-        src = tuple(slice(int(a), int(b)) for a, b in zip(lo - c_low, hi - c_low, strict=True))
-        out[dst] = chunk[src]
+        dst, src = [], []
+        for i, c, lo, hi in zip(idx, step, low, high, strict=True):
+            c_low = i * c
+            a, b = max(c_low, lo), min(c_low + c, hi)
+            dst.append(slice(a - lo, b - lo))
+            src.append(slice(a - c_low, b - c_low))
+        out[tuple(dst)] = chunk[tuple(src)]
     return out

@@ -12,23 +12,29 @@ metadata, which `read_volume_attrs` and the reader refuse, and which the next ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
 
-from med3dinsight.config.ingest import ZarrConfig
+from med3dinsight.config.ingest import CODEC_LEVELS, ZarrConfig
 from med3dinsight.io.store import Store
 
 NAMESPACE = "med3dinsight"
 FORMAT_VERSION = 1
 """Version of the layout of the NAMESPACE attribute (bump when readers must tell layouts apart)."""
+PCODEC_PAGE_VALUES = 32768
+"""pcodec fits its model per page of this many values (8 slices of a 64^3 chunk): smaller pages adapt to
+the background/tissue mix and to zarr's constant edge padding (bench/ingest.py: 0.906 -> 0.846 of
+.nii.gz on the CT phantom, where a single 262144-value page spent ~2.5 bits per padded voxel)."""
 MIN_LEVEL_AXIS = 8
 """Extra pyramid levels stop once an axis would drop below this (the first two levels always exist)."""
 
@@ -95,13 +101,38 @@ def multiscales_metadata(
     }  # fmt: skip
 
 
-def compressors(cfg: ZarrConfig) -> list[Any] | None:
-    """The zarr v3 bytes-to-bytes codecs for `cfg.codec`."""
-    if cfg.codec.startswith("blosc-"):
-        return [BloscCodec(cname=cfg.codec.removeprefix("blosc-"), clevel=cfg.clevel, shuffle=BloscShuffle.shuffle)]
-    if cfg.codec == "zstd":
-        return [ZstdCodec(level=cfg.clevel)]
-    return None
+def codecs(cfg: ZarrConfig, dtype: np.dtype) -> dict[str, Any]:
+    """zarr.create_array's `serializer` and `compressors` for `cfg.codec` and the array's dtype.
+
+    pcodec models numeric distributions (bench/ingest.py: ~6% smaller than Blosc on noisy CT) but
+    refuses 8-bit types; label maps are long runs of a few values, which Blosc-zstd codes best anyway.
+    """
+    codec = cfg.codec
+    if codec == "pcodec" and np.dtype(dtype).itemsize == 1:
+        codec = "blosc-zstd"
+    level = CODEC_LEVELS[codec][2] if codec != cfg.codec else cfg.level
+    if codec == "pcodec":
+        from numcodecs.zarr3 import PCodec
+
+        return {"serializer": PCodec(level=level, equal_pages_up_to=PCODEC_PAGE_VALUES), "compressors": None}
+    if codec.startswith("blosc-"):
+        blosc = BloscCodec(cname=codec.removeprefix("blosc-"), clevel=level, shuffle=BloscShuffle.shuffle)
+        return {"compressors": [blosc]}
+    if codec == "zstd":
+        return {"compressors": [ZstdCodec(level=level)]}
+    return {"compressors": None}
+
+
+@contextlib.contextmanager
+def quiet_numcodecs_warning() -> Iterator[None]:
+    """Silence zarr's "Numcodecs codecs are not in the Zarr version 3 specification" for pcodec arrays.
+
+    zarr warns each time such an array is created or opened; the choice and what it means for other
+    zarr implementations is documented once, in storage/README.md.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3 specification")
+        yield
 
 
 def read_volume_attrs(store: Store, path: str) -> dict[str, Any] | None:
@@ -157,23 +188,35 @@ def write_ome_zarr(
 def _write_arrays_then_group(
     store: Store, path: str, levels_zyx: list[np.ndarray], group_attrs: dict[str, Any], cfg: ZarrConfig
 ) -> None:
+    background = group_attrs[NAMESPACE].get("background", 0)
     for level, voxels in enumerate(levels_zyx):
-        write_level(store, f"{path}/{level}", voxels, cfg)
+        write_level(store, f"{path}/{level}", voxels, cfg, background)
     # Written by hand, last: zarr's create_group(overwrite=True) would delete the arrays beneath it.
     metadata = {"zarr_format": 3, "node_type": "group", "attributes": group_attrs}
     store.fs.pipe_file(f"{path}/zarr.json", json.dumps(metadata, indent=2, allow_nan=False).encode())
 
 
-def write_level(store: Store, path: str, voxels_zyx: np.ndarray, cfg: ZarrConfig) -> None:
-    """Write one pyramid level as a zarr v3 array with dimension names z, y, x."""
-    array = zarr.create_array(
-        store.zarr_store(path),
-        shape=voxels_zyx.shape,
-        chunks=tuple(min(c, n) for c, n in zip(cfg.chunk, voxels_zyx.shape, strict=True)),
-        dtype=voxels_zyx.dtype,
-        compressors=compressors(cfg),
-        fill_value=0,
-        dimension_names=["z", "y", "x"],
-        overwrite=True,
-    )
+def write_level(store: Store, path: str, voxels_zyx: np.ndarray, cfg: ZarrConfig, fill_value: float = 0) -> None:
+    """Write one pyramid level as a zarr v3 array with dimension names z, y, x.
+
+    Chunks (and shards) are clipped to the level's shape; `fill_value` (the volume's background) is
+    what zarr pads edge chunks with, so the padding costs the codec almost nothing.
+    """
+    shape = voxels_zyx.shape
+    chunks = tuple(min(c, n) for c, n in zip(cfg.chunk, shape, strict=True))
+    shards = None
+    if cfg.shard is not None:  # clipped to the level, rounded up to whole chunks
+        shards = tuple(min(s, -(-n // c) * c) for s, c, n in zip(cfg.shard, chunks, shape, strict=True))
+    with quiet_numcodecs_warning():
+        array = zarr.create_array(
+            store.zarr_store(path),
+            shape=shape,
+            chunks=chunks,
+            shards=shards,
+            dtype=voxels_zyx.dtype,
+            fill_value=np.asarray(fill_value).astype(voxels_zyx.dtype).item(),
+            dimension_names=["z", "y", "x"],
+            overwrite=True,
+            **codecs(cfg, voxels_zyx.dtype),
+        )
     array[...] = voxels_zyx

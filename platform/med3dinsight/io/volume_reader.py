@@ -18,7 +18,7 @@ import SimpleITK as sitk
 import zarr
 
 from med3dinsight.io.chunk_cache import DEFAULT_CHUNK_CACHE, ChunkCache, read_box
-from med3dinsight.io.ome_zarr_writer import NAMESPACE, read_volume_attrs
+from med3dinsight.io.ome_zarr_writer import NAMESPACE, quiet_numcodecs_warning, read_volume_attrs
 from med3dinsight.io.store import Store
 
 
@@ -107,7 +107,8 @@ class ZarrVolume:
         if not 0 <= index < self.num_levels:
             raise ValueError(f"level must be in 0..{self.num_levels - 1}, got {index}")
         if index not in self._arrays:
-            self._arrays[index] = self.group[self._level_paths[index]]
+            with quiet_numcodecs_warning():
+                self._arrays[index] = self.group[self._level_paths[index]]
         return self._arrays[index]
 
     def level_spacing(self, level: int = 0) -> tuple[float, float, float]:

@@ -10,6 +10,7 @@ import SimpleITK as sitk
 import zarr
 from ome_zarr_models.v05 import Image
 
+from med3dinsight.config.ingest import CODECS
 from med3dinsight.ingest.volume import ROW_KEYS, ingest_volume
 from med3dinsight.io.ome_zarr_writer import pyramid_level_count
 from med3dinsight.io.store import Store
@@ -116,7 +117,7 @@ def test_ct_window_clips_and_stats_match_the_stored_voxels(tmp_path, store, ct_i
     assert row["p99_5"] == pytest.approx(float(np.percentile(voxels, 99.5)))
 
 
-@pytest.mark.parametrize("codec", ["blosc-zstd", "blosc-lz4", "zstd", "none"])
+@pytest.mark.parametrize("codec", CODECS)
 def test_ome_zarr_validates_and_has_the_geometry(tmp_path, store, ct_nifti, codec):
     cfg = make_cfg(f"zarr.codec={codec}", "zarr.levels=3")
     row = ingest_volume(file_source(ct_nifti), cfg, store)
