@@ -55,4 +55,6 @@ def test_s3_round_trip(local_ray: None, tmp_path: Path, s3_options: dict[str, st
     original = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "raw" / "ct_a.nii.gz")))
     np.testing.assert_array_equal(volume.read_crop((4, 5, 6), (8, 8, 8)), original[4:12, 5:13, 6:14])
     assert store.fs.exists(store.fingerprint_path)
-    assert run_ingest(cfg).skipped == 2
+    again = run_ingest(cfg)
+    assert again.skipped == 2
+    assert all(r["source_stamp"] for r in again.rows if r["status"] == "ok")  # the S3 ETag: no re-download

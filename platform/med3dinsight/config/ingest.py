@@ -9,7 +9,13 @@ from omegaconf import MISSING
 from med3dinsight.config.common import RayConfig
 
 MODALITIES = ("auto", "CT", "MR")
-CODEC_LEVELS = {"pcodec": (0, 12, 8), "blosc-zstd": (0, 9, 5), "blosc-lz4": (0, 9, 5), "zstd": (1, 22, 3), "none": (0, 0, 0)}
+CODEC_LEVELS = {
+    "pcodec": (0, 12, 8),
+    "blosc-zstd": (0, 9, 5),
+    "blosc-lz4": (0, 9, 5),
+    "zstd": (1, 22, 3),
+    "none": (0, 0, 0),
+}
 """codec -> (lowest, highest, default) compression level."""
 CODECS = tuple(CODEC_LEVELS)
 

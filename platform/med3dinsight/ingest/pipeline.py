@@ -56,18 +56,28 @@ def run_ingest(cfg: IngestConfig) -> IngestSummary:
     if not sources:
         raise ValueError(f"input {cfg.input!r} holds no volumes")
     log.info("ingest: %d inputs from %s into %s", len(sources), cfg.input, store.root)
-    rows = ingest_sources(sources, cfg, store)
+    old_rows = read_catalog(store)
+    rows = ingest_sources(sources, cfg, store, old_rows)
 
-    catalog = merge_rows(read_catalog(store), rows)
+    catalog = merge_rows(old_rows, rows)
     write_catalog(store, catalog)
     _write_if_changed(store, store.fingerprint_path, compute_fingerprint(catalog))
     _write_if_changed(store, store.path("catalog", "ingest.config.json"), config_to_dict(cfg))
     return summarize(rows, cfg.max_failure_ratio)
 
 
-def ingest_sources(sources: list[Source], cfg: IngestConfig, store: Store) -> list[dict[str, Any]]:
-    """Run `ingest_volume` on every source as one Ray task each; rows come back in source order."""
-    items = [{"source": json.dumps(asdict(s))} for s in sources]
+def ingest_sources(
+    sources: list[Source], cfg: IngestConfig, store: Store, catalog: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Run `ingest_volume` on every source as one Ray task each; rows come back in source order.
+
+    A source's ok row in `catalog` (the store's catalog before this run) travels with its task, so an
+    unchanged source is skipped from its file-system stamp alone, without reading its bytes.
+    """
+    previous = {r["source"]: r for r in catalog or [] if r["status"] == "ok"}
+    items = [
+        {"source": json.dumps(asdict(s)), "previous": json.dumps(previous.get(s.uri))} for s in sources
+    ]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     # Each task writes its volume straight to the store and returns a ~1 KB row, so object-store
     # backpressure has nothing to protect; its budget for not-yet-measured outputs ran the first task
@@ -84,13 +94,15 @@ def ingest_sources(sources: list[Source], cfg: IngestConfig, store: Store) -> li
     return sorted(rows, key=lambda r: order[r["source"]])
 
 
-def ingest_one(source: Source, cfg: IngestConfig, store: Store) -> dict[str, Any]:
+def ingest_one(
+    source: Source, cfg: IngestConfig, store: Store, previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """`ingest_volume`, turning an unexpected exception into a rejected row so the job goes on."""
     from med3dinsight.ingest.volume import ingest_volume
 
     limit_threads(max(1, int(cfg.num_cpus_per_task)))
     try:
-        return ingest_volume(source, cfg, store)
+        return ingest_volume(source, cfg, store, previous=previous)
     except Exception as e:  # a bug must not stop the other volumes; the row carries the traceback
         log.exception("internal error on %s", source.uri)
         return {
@@ -138,7 +150,7 @@ def summarize(rows: list[dict[str, Any]], max_failure_ratio: float) -> IngestSum
 def _ingest_item(item: dict[str, Any], cfg_dict: dict[str, Any], store: Store) -> dict[str, Any]:
     cfg = load_config(IngestConfig, data=cfg_dict)
     source = Source(**json.loads(item["source"]))
-    return {"row": json.dumps(ingest_one(source, cfg, store))}
+    return {"row": json.dumps(ingest_one(source, cfg, store, json.loads(item["previous"])))}
 
 
 def _write_if_changed(store: Store, path: str, payload: dict[str, Any]) -> None:

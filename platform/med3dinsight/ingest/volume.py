@@ -23,7 +23,7 @@ import SimpleITK as sitk
 
 import med3dinsight
 from med3dinsight.config.ingest import IngestConfig
-from med3dinsight.ingest.reading import ImageHeader, files_sha256, localize, read_checked_image
+from med3dinsight.ingest.reading import ImageHeader, files_sha256, localize, read_checked_image, source_stamp
 from med3dinsight.ingest.reasons import Reason, VolumeRejected
 from med3dinsight.io import ome_zarr_writer as writer
 from med3dinsight.io.sources import Source
@@ -42,7 +42,7 @@ STAT_KEYS = ("min", "max", "mean", "std", "p00_5", "p99_5")
 ROW_KEYS = (
     "volume_id", "source", "sha256", "status", "reason", "message", "modality", "is_label", "shape",
     "spacing", "origin", "direction", "native_shape", "native_spacing", "dtype", *STAT_KEYS,
-    "preprocess_hash", "path", "skipped",
+    "preprocess_hash", "source_stamp", "path", "skipped",
 )  # fmt: skip
 
 
@@ -73,10 +73,14 @@ def empty_row(source: Source) -> dict[str, Any]:
     return row
 
 
-def ingest_volume(source: Source, cfg: IngestConfig, store: Store, is_label: bool = False) -> dict[str, Any]:
+def ingest_volume(
+    source: Source, cfg: IngestConfig, store: Store, is_label: bool = False, previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Validate, preprocess and store one input volume; return its catalog row.
 
-    Steps: copy remote files locally, hash, skip if the volume is already published, check headers and
+    Steps: skip without reading a byte if `previous` (this source's last ok catalog row) has the same
+    source stamp and preprocessing and its volume is published; else copy remote files locally, hash,
+    skip if the volume is already published, check headers and
     the memory budget, read and validate voxels, reorient to cfg.preprocess.orientation, resample to
     cfg.preprocess.target_spacing (linear; nearest for labels), apply the modality's intensity policy
     (CT: HU window, int16; MR: nonzero-percentile clip scaled to [0, 1], float32; labels: none, unsigned
@@ -87,6 +91,7 @@ def ingest_volume(source: Source, cfg: IngestConfig, store: Store, is_label: boo
         cfg: the ingest config (preprocess, zarr, memory_budget_mb, store_options for remote inputs).
         store: the output store.
         is_label: the input is a label map (integer, nearest-neighbour, no intensity policy).
+        previous: the catalog row an earlier run wrote for this source, if it was ok.
 
     Returns:
         The catalog row (ROW_KEYS). shape is (z, y, x) at level 0; spacing/origin are (x, y, z) mm, LPS;
@@ -94,6 +99,11 @@ def ingest_volume(source: Source, cfg: IngestConfig, store: Store, is_label: boo
     """
     row = empty_row(source)
     row["is_label"] = is_label
+    record = preprocessing_record(cfg, is_label)
+    row["preprocess_hash"] = preprocess_hash(record)
+    row["source_stamp"] = source_stamp(source, cfg.store_options)
+    if unchanged := _unchanged_volume(source, store, row, previous):
+        return unchanged
     local_to_original: dict[str, str] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="med3d-ingest-") as tmp_dir:
@@ -103,13 +113,11 @@ def ingest_volume(source: Source, cfg: IngestConfig, store: Store, is_label: boo
                 row["sha256"] = files_sha256(files)
             except OSError as e:
                 raise VolumeRejected(Reason.UNREADABLE, f"{source.uri}: cannot be read ({e})") from None
-            record = preprocessing_record(cfg, is_label)
-            row["preprocess_hash"] = preprocess_hash(record)
             row["volume_id"] = make_volume_id(row["sha256"], record)
             path = store.volume_path(row["volume_id"])
             stored = writer.read_volume_attrs(store, path)
             if stored is not None:
-                return row_from_attrs(stored, source, path, skipped=True)
+                return row_from_attrs(stored, source, path, skipped=True, stamp=row["source_stamp"])
             pp = cfg.preprocess
             try:
                 image, header = read_checked_image(
@@ -135,7 +143,7 @@ def ingest_volume(source: Source, cfg: IngestConfig, store: Store, is_label: boo
             row["volume_id"], len(levels), geometry["spacing"][::-1], geometry["origin"][::-1], is_label
         )
         published = writer.write_ome_zarr(store, path, levels, ome, attrs, cfg.zarr)
-        return row_from_attrs(attrs, source, path, skipped=not published)
+        return row_from_attrs(attrs, source, path, skipped=not published, stamp=row["source_stamp"])
     except VolumeRejected as e:
         message = e.message
         for local, original in local_to_original.items():
@@ -144,7 +152,22 @@ def ingest_volume(source: Source, cfg: IngestConfig, store: Store, is_label: boo
         return row
 
 
-def row_from_attrs(attrs: dict[str, Any], source: Source, path: str, skipped: bool) -> dict[str, Any]:
+def _unchanged_volume(
+    source: Source, store: Store, row: dict[str, Any], previous: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The row of `previous`'s volume if the source and preprocessing are unchanged and it is published."""
+    if not previous or row["source_stamp"] is None or previous.get("status") != "ok":
+        return None
+    if (previous.get("source_stamp"), previous.get("preprocess_hash")) != (row["source_stamp"], row["preprocess_hash"]):
+        return None
+    path = store.volume_path(previous["volume_id"])
+    stored = writer.read_volume_attrs(store, path)
+    return None if stored is None else row_from_attrs(stored, source, path, skipped=True, stamp=row["source_stamp"])
+
+
+def row_from_attrs(
+    attrs: dict[str, Any], source: Source, path: str, skipped: bool, stamp: str | None = None
+) -> dict[str, Any]:
     """The catalog row of a stored volume, from its NAMESPACE attribute (naming the current source)."""
     row = empty_row(source)
     geometry, native = attrs["geometry"], attrs["native_geometry"]
@@ -153,7 +176,8 @@ def row_from_attrs(attrs: dict[str, Any], source: Source, path: str, skipped: bo
         is_label=attrs["is_label"], shape=list(geometry["shape_zyx"]), spacing=list(geometry["spacing"]),
         origin=list(geometry["origin"]), direction=list(geometry["direction"]),
         native_shape=list(native["shape_zyx"]), native_spacing=list(native["spacing"]), dtype=attrs["dtype"],
-        preprocess_hash=attrs["preprocess_hash"], path=path, skipped=skipped, **attrs["stats"],
+        preprocess_hash=attrs["preprocess_hash"], source_stamp=stamp, path=path, skipped=skipped,
+        **attrs["stats"],
     )  # fmt: skip
     return row
 

@@ -35,6 +35,7 @@ CATALOG_SCHEMA = pa.schema(
         ("p00_5", pa.float64()),
         ("p99_5", pa.float64()),
         ("preprocess_hash", pa.string()),
+        ("source_stamp", pa.string()),
         ("path", pa.string()),
     ]
 )
