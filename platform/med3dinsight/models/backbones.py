@@ -36,6 +36,7 @@ class Backbone(nn.Module):
         self.decoder = decoder
         if cfg.bf16_autocast:
             norms_in_float32(self)
+            small_input_convs_in_float32(self)
 
     @property
     def token_dim(self) -> int:
@@ -96,13 +97,39 @@ _FLOAT32_NORMS = {
 def norms_in_float32(module: nn.Module) -> None:
     """Make every normalisation layer under `module` compute in float32, even inside bf16 autocast.
 
-    Autocast leaves these in bf16 on CPU; an instance norm over the few voxels of a deep bottleneck then
-    gave non-finite gradients (seen with SwinUNETR at 64^3). Their cost is negligible next to the convs.
-    The class swap keeps parameters and state-dict keys, and pickles and deep-copies like the original.
+    Autocast leaves these in bf16 on CPU, while CUDA AMP already runs layer/group norm in float32; the
+    statistics over the few voxels of a deep bottleneck are the least precise. Their cost is negligible
+    next to the convs. The class swap keeps parameters and state-dict keys, and pickles and deep-copies
+    like the original.
     """
     for norm in module.modules():
         if type(norm) in _FLOAT32_NORMS:
             norm.__class__ = _FLOAT32_NORMS[type(norm)]
+
+
+class Float32SmallInputConv3d(nn.Conv3d):
+    """Conv3d that computes in float32 inside CPU autocast when its input is smaller than the kernel.
+
+    oneDNN's bf16 CPU weight gradient for a padded Conv3d is garbage when the input is smaller than the
+    kernel along depth (e.g. depth 2 under a 3x3x3 kernel, any height/width, seen with 16+ channels): it
+    changes from call to call on the same inputs (uninitialised memory, by the look of it) and is often
+    ~1e37, inf or nan. That is SwinUNETR's 2x2x2 bottleneck block (`encoder10`) at 64^3. Such inputs
+    are tiny, so float32 costs nothing; every other conv keeps bf16.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        small = any(s < k for s, k in zip(x.shape[-3:], self.kernel_size, strict=True))
+        if small and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
+
+def small_input_convs_in_float32(module: nn.Module) -> None:
+    """Swap every `nn.Conv3d` under `module` for `Float32SmallInputConv3d` (same parameters and keys)."""
+    for conv in module.modules():
+        if type(conv) is nn.Conv3d:
+            conv.__class__ = Float32SmallInputConv3d
 
 
 def maybe_checkpoint(enabled: bool, fn: Callable[..., Tensor], *args: Tensor) -> Tensor:

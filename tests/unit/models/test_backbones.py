@@ -6,6 +6,7 @@ import torch
 from med3dinsight.config import ConfigError, load_config
 from med3dinsight.config.model import BackboneConfig
 from med3dinsight.models import build_backbone
+from med3dinsight.models.backbones import small_input_convs_in_float32
 
 
 @pytest.mark.parametrize("name", ["unet_small", "swin_unetr", "unetr"])
@@ -60,7 +61,7 @@ def test_config_errors(overrides, match):
 
 @pytest.mark.parametrize("seed", [2, 3])
 def test_bf16_norms_run_in_float32(seed, tiny_backbone):
-    """Seeds 2 and 3 gave non-finite SwinUNETR bottleneck gradients while norms ran in bf16 on CPU."""
+    """Seeds 2 and 3 gave non-finite SwinUNETR bottleneck gradients under bf16 on CPU (see the next test)."""
     cfg = tiny_backbone("swin_unetr", bf16_autocast=True)
     torch.manual_seed(seed)
     model = build_backbone(cfg)
@@ -78,3 +79,22 @@ def test_bf16_norms_run_in_float32(seed, tiny_backbone):
             assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
     finally:
         torch.set_num_threads(threads_before)
+
+
+def test_bf16_conv_smaller_than_kernel_runs_in_float32():
+    """oneDNN's bf16 CPU weight gradient of a padded 3x3x3 conv over a depth-2 input is garbage that changes
+    from call to call (SwinUNETR's 2x2x2 bottleneck at 64^3); such convs must compute in float32."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(48, 48, 3, padding=1, bias=False)
+    x = torch.randn(1, 48, 2, 4, 4)
+    conv(x).square().sum().backward()
+    want = conv.weight.grad.clone()
+    small_input_convs_in_float32(conv)
+    for _ in range(4):
+        conv.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = conv(x)
+            assert conv(torch.randn(1, 48, 4, 4, 4)).dtype == torch.bfloat16  # inputs >= kernel stay bf16
+        assert y.dtype == torch.float32
+        y.square().sum().backward()
+        torch.testing.assert_close(conv.weight.grad, want)
