@@ -55,8 +55,15 @@ def downsample(voxels_zyx: np.ndarray, is_label: bool) -> np.ndarray:
     pad = [(0, n % 2) for n in voxels_zyx.shape]
     even = np.pad(voxels_zyx, pad, mode="edge") if any(p for _, p in pad) else voxels_zyx
     z, y, x = (n // 2 for n in even.shape)
-    mean = even.reshape(z, 2, y, 2, x, 2).mean(axis=(1, 3, 5), dtype=np.float64)
-    if np.issubdtype(voxels_zyx.dtype, np.integer):
+    is_int = np.issubdtype(voxels_zyx.dtype, np.integer)
+    # A sum of 8 values of <= 16-bit integers is exact in float32 and /8 is exact in binary, so float32
+    # gives the float64 result; pairwise adds over the three axes are ~5x faster than .mean(axis=...).
+    acc = np.float32 if is_int and voxels_zyx.dtype.itemsize <= 2 else np.float64
+    blocks = even.astype(acc).reshape(z, 2, y, 2, x, 2)
+    pairs = blocks[:, 0] + blocks[:, 1]
+    pairs = pairs[:, :, 0] + pairs[:, :, 1]
+    mean = (pairs[..., 0] + pairs[..., 1]) / 8
+    if is_int:
         mean = np.rint(mean)
     return mean.astype(voxels_zyx.dtype)
 

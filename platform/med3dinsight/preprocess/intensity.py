@@ -36,6 +36,12 @@ def apply_ct_window(voxels: np.ndarray, window: Sequence[float]) -> np.ndarray:
     """Clip HU to `window` [low, high] (also to the int16 range) and round: int16, same shape."""
     low = max(float(window[0]), INT16_RANGE[0])
     high = min(float(window[1]), INT16_RANGE[1])
+    if np.issubdtype(voxels.dtype, np.integer):
+        # Integers clip exactly to the rounded bounds: no float64 copy of the volume.
+        low_int, high_int = int(np.rint(low)), int(np.rint(high))
+        info = np.iinfo(voxels.dtype)
+        if info.min <= low_int and high_int <= info.max:
+            return np.clip(voxels, low_int, high_int).astype(np.int16)
     return np.rint(np.clip(voxels, low, high)).astype(np.int16)
 
 
@@ -62,18 +68,56 @@ def apply_mr_percentiles(voxels: np.ndarray, percentiles: Sequence[float]) -> tu
 def intensity_stats(voxels: np.ndarray) -> dict[str, Any]:
     """min, max, mean, std, p00_5 and p99_5 of `voxels` as floats (nnU-Net-style fingerprint inputs).
 
-    Volumes over MAX_STATS_VOXELS use a regular stride sample (deterministic) for mean/std/percentiles;
-    min and max are always exact.
+    Integer volumes of at most 16 bits are summarised exactly from their histogram (no sort, no float
+    copy). Other volumes over MAX_STATS_VOXELS use a regular stride sample (deterministic) for
+    mean/std/percentiles; min and max are always exact.
     """
     flat = voxels.reshape(-1)
+    low, high = flat.min(), flat.max()
+    if np.issubdtype(flat.dtype, np.integer) and flat.dtype.itemsize <= 2:
+        return _histogram_stats(flat, int(low), int(high))
     sample = flat[:: -(-flat.size // MAX_STATS_VOXELS)] if flat.size > MAX_STATS_VOXELS else flat
     sample64 = sample.astype(np.float64)
     p_low, p_high = np.percentile(sample64, [0.5, 99.5])
     return {
-        "min": float(flat.min()),
-        "max": float(flat.max()),
+        "min": float(low),
+        "max": float(high),
         "mean": float(sample64.mean()),
         "std": float(sample64.std()),
         "p00_5": float(p_low),
         "p99_5": float(p_high),
+    }
+
+
+def _histogram_stats(flat: np.ndarray, low: int, high: int) -> dict[str, Any]:
+    """intensity_stats of small integers: counts per value; percentiles as numpy's "linear" method."""
+    info = np.iinfo(flat.dtype)
+    # bincount over the same bits read as unsigned (no widening copy); a signed type's negative half
+    # lands above its positive half, so roll it in front to index counts by value - info.min.
+    counts = np.bincount(flat.view(f"u{flat.dtype.itemsize}"), minlength=1 << (8 * flat.dtype.itemsize))
+    if info.min < 0:
+        counts = np.roll(counts, -info.min)
+    counts = counts[low - info.min : high - info.min + 1]
+    values = np.arange(low, high + 1, dtype=np.float64)
+    n = flat.size
+    mean = float(counts @ values) / n
+    var = float(counts @ np.square(values - mean)) / n
+    cumulative = np.cumsum(counts)
+
+    def order_statistic(rank: int) -> float:  # the rank-th smallest voxel (0-based)
+        return float(low + np.searchsorted(cumulative, rank, side="right"))
+
+    def percentile(q: float) -> float:
+        position = (n - 1) * q / 100
+        below = int(np.floor(position))
+        a, b = order_statistic(below), order_statistic(min(below + 1, n - 1))
+        return a + (b - a) * (position - below)
+
+    return {
+        "min": float(low),
+        "max": float(high),
+        "mean": mean,
+        "std": var**0.5,
+        "p00_5": percentile(0.5),
+        "p99_5": percentile(99.5),
     }

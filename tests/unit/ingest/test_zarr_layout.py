@@ -12,6 +12,7 @@ import SimpleITK as sitk
 from med3dinsight.config import load_config
 from med3dinsight.config.ingest import CODEC_LEVELS, IngestConfig
 from med3dinsight.ingest.volume import ingest_volume
+from med3dinsight.io.ome_zarr_writer import downsample
 from med3dinsight.io.volume_reader import open_volume
 
 from .ingest_helpers import file_source, make_cfg, write_image
@@ -66,3 +67,19 @@ def test_sharded_volume_reads_back_exactly(tmp_path, store, ct_image):
 def test_clevel_null_takes_the_codec_default(codec):
     cfg = load_config(IngestConfig, overrides=["input=x", f"zarr.codec={codec}"])
     assert cfg.zarr.clevel is None and cfg.zarr.level == CODEC_LEVELS[codec][2]
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int32, np.float32])
+def test_downsample_is_the_rounded_block_mean(dtype):
+    rng = np.random.default_rng(0)
+    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+    low, high = (info.min, info.max) if info else (-1e4, 1e4)
+    voxels = rng.uniform(low, high, (9, 12, 7)).astype(dtype)  # odd sizes: edge-replicated
+    padded = np.pad(voxels.astype(np.float64), [(0, 1), (0, 0), (0, 1)], mode="edge")
+    reference = padded.reshape(5, 2, 6, 2, 4, 2).mean(axis=(1, 3, 5))
+    if info:
+        reference = np.rint(reference)
+    out = downsample(voxels, is_label=False)
+    assert out.dtype == dtype and out.shape == (5, 6, 4)
+    np.testing.assert_array_equal(out, reference.astype(dtype))
+    np.testing.assert_array_equal(downsample(voxels, is_label=True), voxels[::2, ::2, ::2])
