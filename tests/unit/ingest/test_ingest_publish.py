@@ -16,6 +16,7 @@ from ome_zarr_models.v05 import Image
 from med3dinsight.ingest.reasons import Reason
 from med3dinsight.ingest.volume import ingest_volume
 from med3dinsight.io import ome_zarr_writer
+from med3dinsight.io.ome_zarr_writer import quiet_numcodecs_warning
 from med3dinsight.io.sources import Source
 from med3dinsight.io.store import Store
 from med3dinsight.io.volume_reader import VolumeNotFoundError, open_volume
@@ -117,7 +118,8 @@ def test_object_store_writes_metadata_last_and_a_crash_is_not_readable(memory_ro
     monkeypatch.undo()
     row = ingest_volume(file_source(ct_nifti), cfg, store)
     assert row["volume_id"] == volume_id and row["skipped"] is False
-    Image.from_zarr(zarr.open_group(store.zarr_store(row["path"], read_only=True), mode="r"))
+    with quiet_numcodecs_warning():
+        Image.from_zarr(zarr.open_group(store.zarr_store(row["path"], read_only=True), mode="r"))
     assert open_volume(store, volume_id).read_crop((0, 0, 0), (4, 4, 4)).shape == (4, 4, 4)
     assert ingest_volume(file_source(ct_nifti), cfg, store)["skipped"] is True
 
