@@ -18,7 +18,9 @@ nvidia-smi every 0.2 s (target >= 0.7). The last line printed is one JSON object
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -71,6 +73,7 @@ def bench_cpu(args: argparse.Namespace) -> dict[str, float]:
 
     torch.set_num_threads(1)
     folder = build_tiny_vlm(tempfile.mkdtemp(prefix="m3d-bench-vlm-"))
+    atexit.register(shutil.rmtree, folder, True)
     cfg = load_config(CaptionerConfig, overrides=[
         f"model={folder}", f"max_new_tokens={args.tokens}", f"min_new_tokens={args.tokens}", "num_gpus=0",
         f"batch_size={args.batch}", "num_cpus=1"])  # fmt: skip

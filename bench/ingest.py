@@ -14,8 +14,10 @@ worker per core) and each figure is the best of 3 trials; ingest timings are the
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -125,6 +127,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     work = Path(tempfile.mkdtemp(prefix="m3d-bench-ingest-"))
+    atexit.register(shutil.rmtree, work, True)  # ~0.6 GB of stores per run
     raw = work / "raw"
     raw.mkdir()
     for i in range(args.volumes):

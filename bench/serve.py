@@ -14,8 +14,10 @@ Also reported: the upload path (same file as multipart) over in-process `from_up
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -121,6 +123,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="m3d-bench-serve-"))
+    atexit.register(shutil.rmtree, root, True)
     export = bench_export(root / "model", args.feature_size)
     ct = helpers.write_ct(root / "ct.nii", seed=1, shape_zyx=(24, 36, 32))
     store = Store(str(root / "store"))

@@ -6,6 +6,7 @@ the voxel bytes once, in bounded memory, checking the gzip stream, the byte coun
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import zlib
 from dataclasses import dataclass
@@ -69,8 +70,14 @@ def check_nifti_header(path: str) -> NiftiLayout:
     return NiftiLayout(int(image.dataobj.offset), num_voxels, dtype)
 
 
-def scan_nifti_data(path: str, layout: NiftiLayout) -> None:
+def scan_nifti_data(path: str, layout: NiftiLayout, inflate_to: str | None = None) -> None:
     """Stream the voxel bytes once: complete gzip stream with a good CRC, enough bytes, no NaN/Inf.
+
+    Args:
+        path: the .nii / .nii.gz file.
+        layout: from `check_nifti_header`.
+        inflate_to: if given, also write the header and voxel bytes there as a plain .nii file, so the
+            pixels can be read without inflating the gzip stream a second time.
 
     Raises:
         VolumeRejected: TRUNCATED, UNREADABLE (corrupt gzip data), NON_FINITE (float voxels).
@@ -80,13 +87,18 @@ def scan_nifti_data(path: str, layout: NiftiLayout) -> None:
     itemsize = layout.dtype.itemsize
     carry = b""
     try:
-        with _open(path) as f:
-            f.seek(layout.vox_offset)
+        with _open(path) as f, open(inflate_to, "wb") if inflate_to else contextlib.nullcontext() as out:
+            if out is None:
+                f.seek(layout.vox_offset)
+            else:
+                out.write(f.read(layout.vox_offset))
             while num_read < layout.num_bytes:
                 chunk = f.read(min(CHUNK_BYTES, layout.num_bytes - num_read))
                 if not chunk:
                     break
                 num_read += len(chunk)
+                if out is not None:
+                    out.write(chunk)
                 if check_finite:
                     data = carry + chunk
                     usable = len(data) - len(data) % itemsize

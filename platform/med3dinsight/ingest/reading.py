@@ -116,7 +116,7 @@ def files_sha256(paths: list[str]) -> str:
 
 def read_checked_image(
     files: list[str], kind: str, name: str, orientation: str, target_spacing: list[float] | None,
-    memory_budget_mb: float, is_label: bool = False,
+    memory_budget_mb: float, is_label: bool = False, scratch_dir: str | None = None,
 ) -> tuple[sitk.Image, ImageHeader]:  # fmt: skip
     """Read one input after every header check, then validate its voxels.
 
@@ -127,6 +127,8 @@ def read_checked_image(
         orientation, target_spacing: the preprocessing that will follow (for the memory estimate).
         memory_budget_mb: refuse a volume whose float32 voxels, native or resampled, exceed this.
         is_label: validate as a label map.
+        scratch_dir: a private temporary folder; a .nii.gz is then inflated once, by the integrity scan,
+            into a plain .nii there that SimpleITK reads (instead of inflating it a second time).
 
     Returns:
         The image (scalar 3D, native geometry and pixel type) and its header.
@@ -155,12 +157,22 @@ def read_checked_image(
             check_header_shape(len(size), size, 1, name)
             header, via_nibabel = ImageHeader(size[:3], tuple(spacing), tuple(origin), tuple(direction)), True
     _check_memory_budget(header, orientation, target_spacing, memory_budget_mb, name)
-    if kind == "file":
-        if layout is not None:
-            nifti_checks.scan_nifti_data(path, layout)
-        elif raw_checks.is_metaimage(path) or raw_checks.is_nrrd(path):
-            raw_checks.check_raw_size(path)
-    image = read_nifti_with_nibabel(path) if via_nibabel else _read_pixels(files, kind, name)
+    inflated = None
+    if layout is not None and scratch_dir is not None and not via_nibabel and path.lower().endswith(".nii.gz"):
+        inflated = os.path.join(scratch_dir, "inflated.nii")
+    try:
+        if kind == "file":
+            if layout is not None:
+                nifti_checks.scan_nifti_data(path, layout, inflate_to=inflated)
+            elif raw_checks.is_metaimage(path) or raw_checks.is_nrrd(path):
+                raw_checks.check_raw_size(path)
+        if via_nibabel:
+            image = read_nifti_with_nibabel(path)
+        else:
+            image = _read_pixels([inflated] if inflated else files, kind, name)
+    finally:
+        if inflated is not None and os.path.exists(inflated):
+            os.remove(inflated)
     if image.GetDimension() == 4:  # a 4D header with one frame (checked above): keep the 3D volume
         image = sitk.Extract(image, [*image.GetSize()[:3], 0], [0, 0, 0, 0])
     validate_image(image, name, is_label=is_label)

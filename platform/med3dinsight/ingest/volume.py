@@ -121,8 +121,9 @@ def ingest_volume(
             pp = cfg.preprocess
             try:
                 image, header = read_checked_image(
-                    files, source.kind, source.uri, pp.orientation, pp.target_spacing, cfg.memory_budget_mb, is_label
-                )
+                    files, source.kind, source.uri, pp.orientation, pp.target_spacing, cfg.memory_budget_mb, is_label,
+                    scratch_dir=tmp_dir,
+                )  # fmt: skip
             except VolumeRejected:
                 raise
             except Exception as e:  # a header field no check foresaw (e.g. a non-numeric size): still bad input

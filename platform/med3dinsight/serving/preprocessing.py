@@ -95,7 +95,7 @@ class RequestPreprocessor:
                 with open(files[0], "wb") as f:
                     f.write(data)
             try:
-                voxels, attrs = self._read_and_preprocess(files, kind, name)
+                voxels, attrs = self._read_and_preprocess(files, kind, name, tmp)
             except VolumeRejected as e:
                 raise errors.from_rejection(VolumeRejected(e.reason, e.message.replace(tmp, name))) from None
         return self._prepare(voxels, attrs, {"source": "upload", "filename": name})
@@ -131,11 +131,13 @@ class RequestPreprocessor:
         attrs = volume.attrs
         return self._prepare(np.asarray(volume.level(0)[...]), attrs, {"source": "store", "volume_id": volume_id})
 
-    def _read_and_preprocess(self, files: list[str], kind: str, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+    def _read_and_preprocess(
+        self, files: list[str], kind: str, name: str, scratch_dir: str
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         pp = self.ingest_cfg.preprocess
         try:
             image, header = read_checked_image(
-                files, kind, name, pp.orientation, pp.target_spacing, self.memory_budget_mb
+                files, kind, name, pp.orientation, pp.target_spacing, self.memory_budget_mb, scratch_dir=scratch_dir
             )
         except VolumeRejected:
             raise
