@@ -7,7 +7,7 @@ JSON object with the ratios (targets: parallel_speedup >= 1.6, crop_speedup_vs_n
 crop_ratio_vs_memmap >= 0.1, size_ratio_vs_niigz <= 0.85). Store crops go through the reader's
 decoded-chunk cache, starting empty so misses count (`*_nocache`: straight through zarr); the memmap
 reads from a warm page cache. Every reader runs on one thread (ingest's limit_threads, like one data-loader
-worker per core) and each figure is the best of 3 trials; ingest timings are the best of --repeats.
+worker per core) and each figure is the best of 5 trials; ingest timings are the best of --repeats.
 `--sweep` also compares codecs and chunk/shard layouts.
 """
 
@@ -83,7 +83,7 @@ def time_ingest(store: Store, cfg: IngestConfig, sources, parallel: bool) -> flo
     return elapsed
 
 
-def crop_figures(work: Path, cfg: IngestConfig, nii: Path, crops: int, trials: int = 3) -> dict[str, float]:
+def crop_figures(work: Path, cfg: IngestConfig, nii: Path, crops: int, trials: int = 5) -> dict[str, float]:
     """Crops/s of each reader, best of `trials` (the store's cache starts empty in every trial)."""
     layout = "_".join(map(str, [cfg.zarr.codec, *cfg.zarr.chunk, *(cfg.zarr.shard or [])]))
     store = Store(str(work / f"store_{layout}"))
