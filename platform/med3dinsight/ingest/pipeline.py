@@ -11,7 +11,7 @@ from typing import Any
 
 import ray
 
-from med3dinsight.config import config_to_dict, load_config
+from med3dinsight.config import config_to_dict
 from med3dinsight.config.ingest import IngestConfig
 from med3dinsight.ingest.fingerprint import compute_fingerprint
 from med3dinsight.io.catalog import merge_rows, read_catalog, write_catalog
@@ -83,10 +83,9 @@ def ingest_sources(
     # backpressure has nothing to protect; its budget for not-yet-measured outputs ran the first task
     # alone (bench/ingest.py: 8 volumes on 2 CPUs took ~1 task longer). CPUs still bound concurrency.
     ds.context.set_config(BACKPRESSURE_POLICIES_KEY, [])
-    cfg_dict = config_to_dict(cfg)
     ds = ds.map(
         _ingest_item,
-        fn_kwargs={"cfg_dict": cfg_dict, "store": store},
+        fn_kwargs={"cfg": cfg, "store": store},  # the validated dataclass pickles; no re-validation per task
         num_cpus=cfg.num_cpus_per_task,
     )
     rows = [json.loads(item["row"]) for item in ds.take_all()]
@@ -147,8 +146,7 @@ def summarize(rows: list[dict[str, Any]], max_failure_ratio: float) -> IngestSum
     )
 
 
-def _ingest_item(item: dict[str, Any], cfg_dict: dict[str, Any], store: Store) -> dict[str, Any]:
-    cfg = load_config(IngestConfig, data=cfg_dict)
+def _ingest_item(item: dict[str, Any], cfg: IngestConfig, store: Store) -> dict[str, Any]:
     source = Source(**json.loads(item["source"]))
     return {"row": json.dumps(ingest_one(source, cfg, store, json.loads(item["previous"])))}
 
