@@ -1,6 +1,6 @@
 """Ingest benchmark: Ray Data vs a plain loop, store crops vs .nii.gz and memmap, store size vs .nii.gz.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/ingest.py [--volumes 8] [--shape 160 256 256] [--crops 100] [--repeats 3]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/ingest.py [--volumes 8] [--shape 160 256 256] [--crops 100] [--repeats 5]
 
 Everything is measured side by side in one run on synthetic CT phantoms; the last line printed is one
 JSON object with the ratios (targets: parallel_speedup >= 1.6, crop_speedup_vs_nifti >= 50,
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--volumes", type=int, default=8)
     parser.add_argument("--shape", type=int, nargs=3, default=[160, 256, 256], help="z y x")
     parser.add_argument("--crops", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3, help="ingest timings per side (the best counts)")
+    parser.add_argument("--repeats", type=int, default=5, help="ingest timings per side (the best counts)")
     parser.add_argument("--sweep", action="store_true", help="also compare chunk shapes and codecs")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
