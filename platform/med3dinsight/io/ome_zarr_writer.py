@@ -33,7 +33,7 @@ FORMAT_VERSION = 1
 """Version of the layout of the NAMESPACE attribute (bump when readers must tell layouts apart)."""
 PCODEC_PAGE_VALUES = 32768
 """pcodec fits its model per page of this many values (8 slices of a 64^3 chunk): smaller pages adapt to
-the background/tissue mix and to zarr's constant edge padding (bench/ingest.py: 0.906 -> 0.846 of
+the background/tissue mix and to zarr's constant edge padding (bench/ingest.py: 0.906 -> 0.847 of
 .nii.gz on the CT phantom, where a single 262144-value page spent ~2.5 bits per padded voxel)."""
 MIN_LEVEL_AXIS = 8
 """Extra pyramid levels stop once an axis would drop below this (the first two levels always exist)."""
@@ -111,7 +111,7 @@ def multiscales_metadata(
 def codecs(cfg: ZarrConfig, dtype: np.dtype) -> dict[str, Any]:
     """zarr.create_array's `serializer` and `compressors` for `cfg.codec` and the array's dtype.
 
-    pcodec models numeric distributions (bench/ingest.py: ~6% smaller than Blosc on noisy CT) but
+    pcodec models numeric distributions (bench/ingest.py: ~7% smaller than Blosc on noisy CT) but
     refuses 8-bit types; label maps are long runs of a few values, which Blosc-zstd codes best anyway.
     """
     codec = cfg.codec
