@@ -18,14 +18,16 @@ MR_TISSUES = {"T1": (800.0, 550.0, 150.0), "T2": (450.0, 650.0, 1400.0)}
 
 
 def ct_phantom(
-    shape_zyx: Sequence[int] = (64, 64, 64), spacing_xyz: Sequence[float] = (1.0, 1.0, 1.0), seed: int = 0
-) -> tuple[sitk.Image, sitk.Image]:
+    shape_zyx: Sequence[int] = (64, 64, 64), spacing_xyz: Sequence[float] = (1.0, 1.0, 1.0), seed: int = 0,
+    organ_scale: float = 1.0,
+) -> tuple[sitk.Image, sitk.Image]:  # fmt: skip
     """A CT-like torso: air -1000 HU, body ~0 HU, lungs, a spine, organs with labels 1..3, noise.
 
     Args:
         shape_zyx: voxels (z, y, x).
         spacing_xyz: mm (x, y, z).
         seed: organ placement and noise; equal seeds give identical images.
+        organ_scale: multiplies the organ radii (at 1.0 each organ is ~0.25% of the volume).
 
     Returns:
         (image int16 HU, labels uint8 with 0 = background and 1..len(CT_ORGANS) = organs).
@@ -41,7 +43,7 @@ def ct_phantom(
     hu[(np.hypot(y - 0.45, x) < 0.12) & body] = 700.0  # spine
     for label, (_, organ_hu) in enumerate(CT_ORGANS, start=1):
         centre = (rng.uniform(-0.5, -0.1), rng.uniform(-0.3, 0.2), rng.uniform(-0.45, 0.45))
-        radii = tuple(rng.uniform(0.12, 0.22, size=3))
+        radii = tuple(organ_scale * rng.uniform(0.12, 0.22, size=3))
         organ = _ellipsoid(z, y, x, centre, radii) & body
         hu[organ] = organ_hu
         labels[organ] = label

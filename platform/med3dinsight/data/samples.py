@@ -19,6 +19,10 @@ from med3dinsight.data.dicom_writer import write_dicom_series
 from med3dinsight.data.phantoms import ct_phantom, mr_phantom
 
 LABELS_FOLDER = "labels"
+SAMPLE_ORGAN_SCALE = 1.7
+"""Organ radii of the sample CT phantoms: at the demo's 1.5 mm the default organs are only 60-230 voxels,
+and its 150 fine-tuning steps learned to predict none of them (validation Dice 0); at 1.7x (~1% of the
+volume each) the same run reached a validation Dice of 0.25 against 0.01 untrained."""
 
 
 def label_path(folder: str, name: str) -> str:
@@ -43,15 +47,15 @@ def write_sample_dataset(folder: str, seed: int = 0, size: int = 64, include_mni
     os.makedirs(os.path.join(folder, LABELS_FOLDER), exist_ok=True)
     small = max(8, size * 3 // 4)
     inputs = []
-    ct_0, labels_0 = ct_phantom((small, size, size), (0.8, 0.8, 1.5), seed)
+    ct_0, labels_0 = ct_phantom((small, size, size), (0.8, 0.8, 1.5), seed, organ_scale=SAMPLE_ORGAN_SCALE)
     inputs.append(_write(ct_0, labels_0, folder, "ct_0", ".nii.gz"))
-    ct_1, labels_1 = ct_phantom((size, small, size), (1.0, 1.2, 1.0), seed + 1)
+    ct_1, labels_1 = ct_phantom((size, small, size), (1.0, 1.2, 1.0), seed + 1, organ_scale=SAMPLE_ORGAN_SCALE)
     inputs.append(_write(_as_ras(ct_1), _as_ras(labels_1), folder, "ct_1", ".nii.gz"))
     mr_0, labels_mr = mr_phantom((small, size, small), (1.0, 1.0, 1.2), seed + 2)
     inputs.append(_write(mr_0, labels_mr, folder, "mr_0", ".mha"))
-    ct_2, labels_2 = ct_phantom((small, small, size), (0.9, 0.9, 2.0), seed + 3)
+    ct_2, labels_2 = ct_phantom((small, small, size), (0.9, 0.9, 2.0), seed + 3, organ_scale=SAMPLE_ORGAN_SCALE)
     inputs.append(_write(ct_2, labels_2, folder, "ct_2", ".nrrd"))
-    ct_3, labels_3 = ct_phantom((small, size, size), (0.7, 0.7, 2.5), seed + 4)
+    ct_3, labels_3 = ct_phantom((small, size, size), (0.7, 0.7, 2.5), seed + 4, organ_scale=SAMPLE_ORGAN_SCALE)
     series_folder = os.path.join(folder, "dicom", "ct_3")
     write_dicom_series(ct_3, series_folder, "CT", seed + 4)
     sitk.WriteImage(labels_3, label_path(folder, "ct_3"), useCompression=True)
