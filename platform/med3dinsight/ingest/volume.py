@@ -114,10 +114,9 @@ def ingest_volume(
             except OSError as e:
                 raise VolumeRejected(Reason.UNREADABLE, f"{source.uri}: cannot be read ({e})") from None
             row["volume_id"] = make_volume_id(row["sha256"], record)
+            if published := _published_row(store, row["volume_id"], source, row["source_stamp"]):
+                return published
             path = store.volume_path(row["volume_id"])
-            stored = writer.read_volume_attrs(store, path)
-            if stored is not None:
-                return row_from_attrs(stored, source, path, skipped=True, stamp=row["source_stamp"])
             pp = cfg.preprocess
             try:
                 image, header = read_checked_image(
@@ -161,9 +160,14 @@ def _unchanged_volume(
         return None
     if (previous.get("source_stamp"), previous.get("preprocess_hash")) != (row["source_stamp"], row["preprocess_hash"]):
         return None
-    path = store.volume_path(previous["volume_id"])
+    return _published_row(store, previous["volume_id"], source, row["source_stamp"])
+
+
+def _published_row(store: Store, volume_id: str, source: Source, stamp: str | None) -> dict[str, Any] | None:
+    """The `skipped` catalog row of volume `volume_id` if it is published in `store`, else None."""
+    path = store.volume_path(volume_id)
     stored = writer.read_volume_attrs(store, path)
-    return None if stored is None else row_from_attrs(stored, source, path, skipped=True, stamp=row["source_stamp"])
+    return None if stored is None else row_from_attrs(stored, source, path, skipped=True, stamp=stamp)
 
 
 def row_from_attrs(
